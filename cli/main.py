@@ -1,0 +1,147 @@
+"""The ``lcodec`` command: encode, decode and inspect lcodec files; evaluate codecs.
+
+Every failure the user can cause (bad file, bad option) prints one line starting
+with ``error:`` on stderr and exits with status 2, leaving no output file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from . import rd
+from .io import CliError, read_bytes, write_atomic
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2, no usage dump
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lcodec", description="Learned image codec.")
+    p.add_argument("--model", type=Path, help="weights file (default: the shipped model)")
+    p.add_argument("--threads", type=int, help="CPU threads for the transforms")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    e = sub.add_parser("encode", help="compress a picture into an .lcf file")
+    e.add_argument("input", type=Path)
+    e.add_argument("-o", "--output", type=Path, required=True)
+    g = e.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quality", type=int, help="quality level, higher is better (default 4)")
+    g.add_argument(
+        "--target-bpp", type=float, help="best quality with at most this many bits/pixel"
+    )
+
+    d = sub.add_parser("decode", help="decompress an .lcf file to a picture (PNG, ...)")
+    d.add_argument("input", type=Path)
+    d.add_argument("-o", "--output", type=Path, required=True)
+
+    i = sub.add_parser("info", help="show the header and section sizes of an .lcf file")
+    i.add_argument("input", type=Path)
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+    rd.add_parser(sub)
+    return p
+
+
+def _load_codec(args):
+    import torch
+
+    import codec
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CliError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    return codec.load_model(args.model)
+
+
+def cmd_encode(args) -> int:
+    from codec.image import to_picture
+
+    pic = to_picture(args.input)
+    model = _load_codec(args)
+    data = model.encode(pic, quality=args.quality, target_bpp=args.target_bpp)
+    write_atomic(args.output, lambda tmp: tmp.write_bytes(data))
+    h, w = pic.rgb.shape[:2]
+    note = " (alpha channel dropped)" if pic.alpha_dropped else ""
+    print(f"{args.output}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp{note}")
+    return 0
+
+
+def cmd_decode(args) -> int:
+    ext = args.output.suffix.lower()
+    if ext not in Image.registered_extensions():
+        raise CliError(f"unknown output image format {ext or '(none)'!r}; use e.g. .png")
+    from bitstream import unpack
+
+    data = read_bytes(args.input)
+    unpack(data)  # report a bad file before loading the model
+    image = _load_codec(args).decode(data)
+    fmt = Image.registered_extensions()[ext]
+    write_atomic(args.output, lambda tmp: image.save(tmp, format=fmt))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from bitstream import unpack
+
+    data = read_bytes(args.input)
+    header, sections = unpack(data)
+    pixels = header.width * header.height
+    info = {
+        "file": str(args.input),
+        "bytes": len(data),
+        "bpp": len(data) * 8 / pixels,
+        "format_version": header.version,
+        "width": header.width,
+        "height": header.height,
+        "channels": header.channels,
+        "quality": header.quality,
+        "model_id": header.model_id,
+        "model_digest": header.digest.hex(),
+        "header_bytes": len(data) - sum(len(s) for s in sections.values()),
+        "sections": {tag.decode("latin-1"): len(s) for tag, s in sections.items()},
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        if key == "sections":
+            for tag, size in value.items():
+                print(f"  section {tag}: {size} bytes ({size * 8 / pixels:.4f} bpp)")
+        else:
+            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    return 0
+
+
+COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "rd": rd.run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already reported in one line
+        return int(e.code or 0)
+    from bitstream import BitstreamError
+    from codec import ImageError, WeightsError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, BitstreamError, ImageError, WeightsError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except MemoryError:
+        print("error: out of memory", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

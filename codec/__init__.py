@@ -1,0 +1,65 @@
+"""lcodec: a learned image codec.
+
+Quick use::
+
+    import codec
+    data = codec.encode("photo.png", quality=4)   # bytes of an lcodec file
+    image = codec.decode(data)                    # PIL.Image (RGB, or L for grayscale)
+
+To code many pictures, load the model once: ``model = codec.load_model()`` and
+call ``model.encode`` / ``model.decode``.  ``encode`` takes a path, a PIL image
+or a ``uint8`` array (H, W[, 3|4]); alpha is dropped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+with warnings.catch_warnings():  # CompressAI still uses torch.jit.script at import time
+    warnings.simplefilter("ignore", FutureWarning)
+    import compressai  # noqa: F401
+
+from .coder import Codec
+from .image import ImageError
+from .model import ImportanceCodec, ModelConfig
+from .zoo import WeightsError
+
+__all__ = [
+    "Codec",
+    "ImageError",
+    "ImportanceCodec",
+    "ModelConfig",
+    "WeightsError",
+    "decode",
+    "encode",
+    "load_model",
+]
+
+
+def load_model(weights: str | Path | None = None) -> Codec:
+    """Load a model (default: the shipped one) to code many pictures."""
+    return Codec(weights)
+
+
+@lru_cache(maxsize=1)
+def _default() -> Codec:
+    return Codec()
+
+
+def encode(
+    image: Image.Image | np.ndarray | str | Path,
+    quality: int | None = None,
+    target_bpp: float | None = None,
+) -> bytes:
+    """Encode with the shipped model; see :meth:`Codec.encode`."""
+    return _default().encode(image, quality=quality, target_bpp=target_bpp)
+
+
+def decode(data: bytes) -> Image.Image:
+    """Decode with the shipped model; see :meth:`Codec.decode`."""
+    return _default().decode(data)

@@ -1,0 +1,269 @@
+"""Train the image codec from a folder of photos: ``python -m codec.train DATA --out RUN``.
+
+Random crops, flips and rescales of the photos; one variable-rate model, each crop
+drawn at a random quality level.  The quantizer anneals from soft-to-hard
+(temperature ``--t-start`` to ``--t-end``) over the first ``--soft-until``
+fraction of the steps, then trains on hard values with a straight-through
+gradient.  ``--quant noise`` trains with additive noise instead (ablation).
+
+Resumable: ``RUN/checkpoint.pt`` is written every ``--ckpt-every`` steps and picked
+up on restart.  ``RUN/train_log.csv`` and ``RUN/val_log.csv`` log the run;
+``RUN/model.safetensors`` is the exported, shippable model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .model import ImportanceCodec, ModelConfig
+from .zoo import export_weights, load_model
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_pyramid(paths: list[Path], scales: tuple[float, ...]) -> list[torch.Tensor]:
+    """Every image at every scale, as uint8 tensors (3, H, W)."""
+    out = []
+    for path in paths:
+        img = Image.open(path).convert("RGB")
+        for s in scales:
+            size = (round(img.width * s), round(img.height * s))
+            im = img if s == 1 else img.resize(size, Image.BICUBIC)
+            out.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
+    return out
+
+
+def random_batch(images: list[torch.Tensor], batch: int, crop: int, rng: random.Random):
+    crops = []
+    for _ in range(batch):
+        img = images[rng.randrange(len(images))]
+        _, h, w = img.shape
+        top, left = rng.randrange(h - crop + 1), rng.randrange(w - crop + 1)
+        c = img[:, top : top + crop, left : left + crop]
+        if rng.random() < 0.5:
+            c = c.flip(2)
+        crops.append(c)
+    return torch.stack(crops).float().div_(255.0)
+
+
+def center_crops(paths: list[Path], size: int) -> torch.Tensor:
+    crops = []
+    for path in paths:
+        img = Image.open(path).convert("RGB")
+        left, top = (img.width - size) // 2, (img.height - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+        crops.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+    return torch.stack(crops).float().div_(255.0)
+
+
+def rd_loss(out: dict, x: torch.Tensor, lambdas: torch.Tensor):
+    pixels = x.shape[2] * x.shape[3]
+    bpp = (out["y_bits"] + out["z_bits"] + out["map_bits"]) / pixels
+    mse = (out["x_hat"].clamp(0, 1) - x).pow(2).flatten(1).mean(1)
+    mse_train = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
+    loss = (bpp + lambdas * 255.0**2 * mse_train).mean()
+    return loss, bpp, mse
+
+
+def schedule(step: int, args) -> tuple[str, float, float]:
+    """(quantization mode, temperature, learning rate) at ``step``."""
+    frac = step / args.steps
+    lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * frac))
+    if args.quant == "noise":
+        return "noise", 0.0, lr
+    if frac < args.soft_until:
+        t = args.t_start * (args.t_end / args.t_start) ** (frac / args.soft_until)
+        return "soft", t, lr
+    return "ste", 0.0, lr
+
+
+@torch.no_grad()
+def validate(model: ImportanceCodec, x: torch.Tensor) -> list[tuple[int, float, float]]:
+    model.eval()
+    rows = []
+    for q in range(model.config.qualities):
+        quality = torch.full((x.shape[0],), q, dtype=torch.long)
+        out = model(x, quality, "hard")
+        pixels = x.shape[2] * x.shape[3]
+        bpp = ((out["y_bits"] + out["z_bits"] + out["map_bits"]) / pixels).mean().item()
+        mse = (out["x_hat"].clamp(0, 1) - x).pow(2).flatten(1).mean(1)
+        psnr = (10 * torch.log10(1 / mse)).mean().item()
+        rows.append((q, bpp, psnr))
+    model.train()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("data", type=Path, help="folder of training photos")
+    ap.add_argument("--out", type=Path, required=True, help="run folder")
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-min", type=float, default=5e-5)
+    ap.add_argument("--quant", choices=("soft", "noise"), default="soft")
+    ap.add_argument("--soft-until", type=float, default=0.5)
+    ap.add_argument("--t-start", type=float, default=1.0)
+    ap.add_argument("--t-end", type=float, default=0.02)
+    ap.add_argument("--no-importance", action="store_true")
+    ap.add_argument("--n", type=int, default=64, help="transform channels")
+    ap.add_argument("--m", type=int, default=128, help="latent channels")
+    ap.add_argument("--nz", type=int, default=64, help="hyper-latent channels")
+    ap.add_argument("--levels", type=int, default=16, help="importance-map levels")
+    ap.add_argument("--holdout", type=int, default=4, help="photos kept out for validation")
+    ap.add_argument("--val-every", type=int, default=1000)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", type=Path, help="start from these exported weights")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    paths = list_images(args.data)
+    if len(paths) <= args.holdout:
+        raise SystemExit(f"error: need more than {args.holdout} images in {args.data}")
+    train_paths, val_paths = paths[: -args.holdout or None], paths[len(paths) - args.holdout :]
+    images = load_pyramid(train_paths, (1.0, 0.75, 0.5))
+    images = [im for im in images if min(im.shape[1:]) >= args.crop]
+    val_x = center_crops(val_paths, 256) if args.holdout else None
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = args.out / "checkpoint.pt"
+    if args.init:
+        model = load_model(args.init, trainable=True)
+    else:
+        config = ModelConfig(
+            n=args.n,
+            nh=args.n,
+            m=args.m,
+            nz=args.nz,
+            levels=args.levels,
+            importance=not args.no_importance,
+        )
+        model = ImportanceCodec(config)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(main_params, lr=args.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    step = 0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        model = ImportanceCodec(ModelConfig.from_dict(ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
+        aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+        main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+        opt = torch.optim.Adam(main_params, lr=args.lr)
+        aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+        opt.load_state_dict(ckpt["opt"])
+        aux_opt.load_state_dict(ckpt["aux_opt"])
+        step = ckpt["step"]
+        rng.setstate(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        print(f"resumed {ckpt_path} at step {step}")
+    model.train()
+    lambdas_all = torch.tensor(model.config.lambdas)
+    q_count = model.config.qualities
+
+    log_path, val_path = args.out / "train_log.csv", args.out / "val_log.csv"
+    new_log = not log_path.exists()
+    log = open(log_path, "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "elapsed_s", "lr", "mode", "temperature", "loss", "bpp", "psnr"])
+    new_val = not val_path.exists()
+    val_log = open(val_path, "a", newline="")
+    val_writer = csv.writer(val_log)
+    if new_val:
+        val_writer.writerow(["step", "quality", "bpp_estimate", "psnr"])
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "config": model.config.to_dict(),
+                "opt": opt.state_dict(),
+                "aux_opt": aux_opt.state_dict(),
+                "step": step,
+                "rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            tmp,
+        )
+        tmp.replace(ckpt_path)
+
+    start = time.time()
+    acc = []
+    while step < args.steps:
+        mode, temperature, lr = schedule(step, args)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = random_batch(images, args.batch, args.crop, rng)
+        quality = torch.randint(0, q_count, (args.batch,))
+        out = model(x, quality, mode, temperature)
+        loss, bpp, mse = rd_loss(out, x, lambdas_all[quality])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+        opt.step()
+        aux = model.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        step += 1
+        acc.append((loss.item(), bpp.mean().item(), (10 * torch.log10(1 / mse)).mean().item()))
+        if step % args.log_every == 0:
+            loss_m, bpp_m, psnr_m = np.mean(acc, axis=0)
+            acc.clear()
+            writer.writerow(
+                [
+                    step,
+                    f"{time.time() - start:.1f}",
+                    f"{lr:.3g}",
+                    mode,
+                    f"{temperature:.4f}",
+                    f"{loss_m:.4f}",
+                    f"{bpp_m:.4f}",
+                    f"{psnr_m:.3f}",
+                ]
+            )
+            log.flush()
+            print(
+                f"step {step} loss {loss_m:.4f} bpp {bpp_m:.3f} psnr {psnr_m:.2f} "
+                f"{mode} T={temperature:.3f}",
+                flush=True,
+            )
+        if val_x is not None and (step % args.val_every == 0 or step == args.steps):
+            for q, vbpp, vpsnr in validate(model, val_x):
+                val_writer.writerow([step, q + 1, f"{vbpp:.4f}", f"{vpsnr:.3f}"])
+            val_log.flush()
+        if step % args.ckpt_every == 0 or step == args.steps:
+            save()
+    log.close()
+    val_log.close()
+    model.eval()
+    export_weights(model, args.out / "model.safetensors")
+    print(f"exported {args.out / 'model.safetensors'}")
+
+
+if __name__ == "__main__":
+    main()

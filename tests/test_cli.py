@@ -1,0 +1,128 @@
+"""The ``lcodec`` command: round trips, ``info``, and one-line errors with no output left."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli.main import main
+
+from .conftest import smooth_image
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "in.png"
+    Image.fromarray(smooth_image(40, 56)).save(path)
+    return path
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_encode_decode_info(tmp_path, png, tiny_weights, capsys):
+    lcf, dec = tmp_path / "a.lcf", tmp_path / "a_dec.png"
+    assert run(["--model", tiny_weights, "encode", png, "-o", lcf, "-q", "3"], capsys)[0] == 0
+    assert run(["--model", tiny_weights, "decode", lcf, "-o", dec], capsys)[0] == 0
+    assert Image.open(dec).size == (56, 40)
+    code, out, _ = run(["info", lcf, "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and info["quality"] == 3 and info["width"] == 56
+    assert info["bytes"] == lcf.stat().st_size
+    assert info["header_bytes"] + sum(info["sections"].values()) == info["bytes"]
+
+
+def test_encode_is_repeatable(tmp_path, png, tiny_weights, capsys):
+    a, b = tmp_path / "a.lcf", tmp_path / "b.lcf"
+    for out in (a, b):
+        run(["--model", tiny_weights, "encode", png, "-o", out], capsys)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_target_bpp(tmp_path, png, tiny_weights, capsys):
+    lcf = tmp_path / "a.lcf"
+    code, out, _ = run(
+        ["--model", tiny_weights, "encode", png, "-o", lcf, "--target-bpp", "8"], capsys
+    )
+    assert code == 0
+    assert lcf.stat().st_size * 8 / (56 * 40) <= 8
+
+
+def _assert_clean_error(code, err, output):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert not output.exists()
+    assert not list(output.parent.glob(f".{output.name}*"))  # no temporary left
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, png, tiny_weights, capsys):
+    out = tmp_path / "out.png"
+    lcf = tmp_path / "good.lcf"
+    run(["--model", tiny_weights, "encode", png, "-o", lcf], capsys)
+    data = lcf.read_bytes()
+    (tmp_path / "trunc.lcf").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.lcf").write_bytes(b"")
+    (tmp_path / "foreign.lcf").write_bytes(png.read_bytes())
+    flipped = bytearray(data)
+    flipped[-3] ^= 0x55
+    (tmp_path / "flip.lcf").write_bytes(bytes(flipped))
+    for name in ("trunc.lcf", "empty.lcf", "foreign.lcf", "flip.lcf", "missing.lcf"):
+        code, _, err = run(["--model", tiny_weights, "decode", tmp_path / name, "-o", out], capsys)
+        _assert_clean_error(code, err, out)
+    code, _, err = run(["info", tmp_path / "trunc.lcf"], capsys)
+    assert code == 2 and err.startswith("error:")
+
+
+def test_bad_encode_inputs(tmp_path, png, tiny_weights, capsys):
+    out = tmp_path / "out.lcf"
+    (tmp_path / "text.png").write_text("hello")
+    cases = [
+        ["encode", tmp_path / "text.png", "-o", out],
+        ["encode", tmp_path / "missing.png", "-o", out],
+        ["encode", png, "-o", out, "-q", "0"],
+        ["encode", png, "-o", out, "-q", "99"],
+        ["encode", png, "-o", out, "--target-bpp", "-1"],
+        ["encode", png, "-o", out, "--target-bpp", "0.00001"],
+        ["encode", png, "-o", out, "-q", "2", "--target-bpp", "1"],
+        ["encode", png, "-o", out, "-q", "high"],
+        ["encode", png, "-o", tmp_path / "nodir" / "x.lcf"],
+    ]
+    for args in cases:
+        code, _, err = run(["--model", tiny_weights, *args], capsys)
+        _assert_clean_error(code, err, out)
+
+
+def test_missing_weights(tmp_path, png, capsys):
+    out = tmp_path / "out.lcf"
+    code, _, err = run(["--model", tmp_path / "none.safetensors", "encode", png, "-o", out], capsys)
+    _assert_clean_error(code, err, out)
+
+
+def test_unknown_output_format(tmp_path, png, tiny_weights, capsys):
+    lcf = tmp_path / "a.lcf"
+    run(["--model", tiny_weights, "encode", png, "-o", lcf], capsys)
+    out = tmp_path / "out.xyz"
+    code, _, err = run(["--model", tiny_weights, "decode", lcf, "-o", out], capsys)
+    _assert_clean_error(code, err, out)
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    bad = tmp_path / "bad.lcf"
+    bad.write_bytes(np.arange(100, dtype=np.uint8).tobytes())
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "decode", str(bad), "-o", str(tmp_path / "x.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: not an lcodec file (bad magic number)"]
