@@ -1,0 +1,127 @@
+"""Results out: BD-rate rows and their text table, the JSON and CSV files, the environment."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from .bd import bd_psnr, bd_rate
+from .curves import Curve
+from .files import write_atomic, write_text_atomic
+
+SAME_RUN_ANCHOR = "heic"  # the in-process stand-in for BPG, measured with the same images
+CSV_COLUMNS = (
+    "codec",
+    "bpp",
+    "psnr",
+    "ms_ssim",
+    "ms_ssim_db",
+    "quality",
+    "encode_s",
+    "decode_s",
+    "images",
+)
+PACKAGES = ("pillow", "pillow-heif", "imagecodecs", "torch", "pytorch-msssim", "scipy", "numpy")
+
+
+def compare(test: Curve, anchor: Curve) -> dict:
+    """BD-rate on PSNR and on MS-SSIM (dB), and BD-PSNR, of ``test`` against ``anchor``."""
+    row = {
+        "bd_rate_psnr": bd_rate(anchor.bpp, anchor.psnr, test.bpp, test.psnr),
+        "bd_psnr": bd_psnr(anchor.bpp, anchor.psnr, test.bpp, test.psnr),
+        "bd_rate_ms_ssim": None,
+    }
+    if test.has_ms_ssim and anchor.has_ms_ssim:
+        row["bd_rate_ms_ssim"] = bd_rate(anchor.bpp, anchor.ms_ssim_db, test.bpp, test.ms_ssim_db)
+    return row
+
+
+def bd_rows(curves: dict[str, Curve], reference: dict[str, Curve], ref_codec: str) -> list[dict]:
+    """Each run curve against: the reference curve, the published curve of the same name (if
+    any) and the same-run HEIC (if run)."""
+    rows = []
+    for name, curve in curves.items():
+        anchors = [(f"published {ref_codec}", reference[ref_codec])]
+        if name in reference and name != ref_codec:
+            anchors.append((f"published {name}", reference[name]))
+        if SAME_RUN_ANCHOR in curves and name != SAME_RUN_ANCHOR:
+            anchors.append((f"{SAME_RUN_ANCHOR} (this run)", curves[SAME_RUN_ANCHOR]))
+        for label, anchor in anchors:
+            rows.append({"codec": name, "anchor": label, **compare(curve, anchor)})
+    return rows
+
+
+def format_bd_table(rows: list[dict]) -> str:
+    """Plain-text table of BD rows (negative BD-rate: fewer bits than the anchor)."""
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:+.2f}%"
+
+    def db(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:+.3f} dB"
+
+    header = ("codec", "anchor", "BD-rate PSNR", "BD-PSNR", "BD-rate MS-SSIM")
+    lines = [
+        (
+            r["codec"],
+            r["anchor"],
+            pct(r["bd_rate_psnr"]),
+            db(r["bd_psnr"]),
+            pct(r["bd_rate_ms_ssim"]),
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    return "\n".join(out)
+
+
+def environment() -> dict:
+    """Machine and library versions, to tell later readers what the timings ran on."""
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "packages": versions,
+    }
+
+
+def _rounded(value: object) -> object:
+    """``value`` with floats rounded to 6 decimals, to keep the JSON readable."""
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def write_json(path: Path, result: dict) -> None:
+    write_text_atomic(path, json.dumps(_rounded(result), indent=1, allow_nan=False) + "\n")
+
+
+def write_csv(path: Path, points: list[dict]) -> None:
+    """One row per codec and quality (leading columns as in a reference CSV)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(_rounded(p) for p in points)
+
+    write_atomic(path, write)
