@@ -95,7 +95,7 @@ def validate(model: ImportanceCodec, x: torch.Tensor) -> list[tuple[int, float, 
     model.eval()
     rows = []
     for q in range(model.config.qualities):
-        quality = torch.full((x.shape[0],), q, dtype=torch.long)
+        quality = torch.full((x.shape[0],), q, dtype=torch.long, device=x.device)
         out = model(x, quality, "hard")
         pixels = x.shape[2] * x.shape[3]
         bpp = ((out["y_bits"] + out["z_bits"] + out["map_bits"]) / pixels).mean().item()
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", type=Path, help="start from these exported weights")
     args = ap.parse_args(argv)
@@ -144,11 +145,19 @@ def main(argv: list[str] | None = None) -> None:
     train_paths, val_paths = paths[: -args.holdout or None], paths[len(paths) - args.holdout :]
     images = load_pyramid(train_paths, (1.0, 0.75, 0.5))
     images = [im for im in images if min(im.shape[1:]) >= args.crop]
-    val_x = center_crops(val_paths, 256) if args.holdout else None
+    val_x = center_crops(val_paths, 256).to(args.device) if args.holdout else None
 
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / "checkpoint.pt"
-    if args.init:
+    ckpt = (
+        torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt_path.exists()
+        else None
+    )
+    if ckpt is not None:
+        model = ImportanceCodec(ModelConfig.from_dict(ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
+    elif args.init:
         model = load_model(args.init, trainable=True)
     else:
         config = ModelConfig(
@@ -160,27 +169,21 @@ def main(argv: list[str] | None = None) -> None:
             importance=not args.no_importance,
         )
         model = ImportanceCodec(config)
+    device = torch.device(args.device)
+    model.to(device).train()
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     step = 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        model = ImportanceCodec(ModelConfig.from_dict(ckpt["config"]))
-        model.load_state_dict(ckpt["model"])
-        aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-        main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-        opt = torch.optim.Adam(main_params, lr=args.lr)
-        aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    if ckpt is not None:
         opt.load_state_dict(ckpt["opt"])
         aux_opt.load_state_dict(ckpt["aux_opt"])
         step = ckpt["step"]
         rng.setstate(ckpt["rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         print(f"resumed {ckpt_path} at step {step}")
-    model.train()
-    lambdas_all = torch.tensor(model.config.lambdas)
+    lambdas_all = torch.tensor(model.config.lambdas, device=device)
     q_count = model.config.qualities
 
     log_path, val_path = args.out / "train_log.csv", args.out / "val_log.csv"
@@ -217,8 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         mode, temperature, lr = schedule(step, args)
         for group in opt.param_groups:
             group["lr"] = lr
-        x = random_batch(images, args.batch, args.crop, rng)
-        quality = torch.randint(0, q_count, (args.batch,))
+        x = random_batch(images, args.batch, args.crop, rng).to(device)
+        quality = torch.randint(0, q_count, (args.batch,)).to(device)
         out = model(x, quality, mode, temperature)
         loss, bpp, mse = rd_loss(out, x, lambdas_all[quality])
         opt.zero_grad(set_to_none=True)
@@ -261,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     log.close()
     val_log.close()
     model.eval()
-    export_weights(model, args.out / "model.safetensors")
+    export_weights(model.cpu(), args.out / "model.safetensors")
     print(f"exported {args.out / 'model.safetensors'}")
 
 
