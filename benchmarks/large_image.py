@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .isolated import measure
 
 
 def synthetic_photo(w: int, h: int, seed: int = 0) -> np.ndarray:
@@ -34,35 +34,16 @@ def synthetic_photo(w: int, h: int, seed: int = 0) -> np.ndarray:
     return img
 
 
-def _child(step: str, src: str, dst: str, quality: int, threads: int, queue) -> None:
-    import torch
-
+def _step(step: str, src: str, dst: str, quality: int) -> dict:
     import codec
 
-    torch.set_num_threads(threads)
     model = codec.load_model()
     t = time.perf_counter()
     if step == "encode":
         Path(dst).write_bytes(model.encode(src, quality=quality))
     else:
         model.decode(Path(src).read_bytes()).save(dst, compress_level=1)
-    seconds = time.perf_counter() - t
-    queue.put(
-        {
-            "seconds": seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        }
-    )
-
-
-def run(step: str, src: Path, dst: Path, quality: int, threads: int) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(step, str(src), str(dst), quality, threads, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return {"seconds": time.perf_counter() - t}
 
 
 def main() -> None:
@@ -80,8 +61,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src, lcf, out = Path(tmp) / "big.png", Path(tmp) / "big.lcf", Path(tmp) / "big_dec.png"
         Image.fromarray(synthetic_photo(w, h)).save(src, compress_level=1)
-        enc = run("encode", src, lcf, args.quality, args.threads)
-        dec = run("decode", lcf, out, args.quality, args.threads)
+        enc = measure(_step, ("encode", str(src), str(lcf), args.quality), args.threads)
+        dec = measure(_step, ("decode", str(lcf), str(out), args.quality), args.threads)
         size = lcf.stat().st_size
         a = np.asarray(Image.open(src), dtype=np.float32)
         b = np.asarray(Image.open(out), dtype=np.float32)

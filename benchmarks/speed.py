@@ -14,10 +14,11 @@ import argparse
 import json
 import multiprocessing as mp
 import platform
-import resource
 import statistics
 import time
 from pathlib import Path
+
+from .isolated import measure
 
 
 def _time(fn, repeat: int) -> float:
@@ -63,25 +64,6 @@ def _compressai(path: str, quality: int, repeat: int, weights: str | None) -> di
             "decode_s": _time(decode, repeat),
             "bytes": sum(len(s[0]) for s in enc["strings"]),
         }
-
-
-def _child(job, args, threads: int, queue) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    result = job(*args)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(result)
-
-
-def measure(job, args, threads: int) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(job, args, threads, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
 
 
 def main() -> None:

@@ -59,7 +59,7 @@ def _load_codec(args):
         if args.threads < 1:
             raise CliError("--threads must be at least 1")
         torch.set_num_threads(args.threads)
-    return codec.load_model(args.model)
+    return codec.load_model(args.model, progress=sys.stderr.isatty())
 
 
 def cmd_encode(args) -> int:

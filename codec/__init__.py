@@ -41,9 +41,9 @@ __all__ = [
 ]
 
 
-def load_model(weights: str | Path | None = None) -> Codec:
+def load_model(weights: str | Path | None = None, progress: bool = False) -> Codec:
     """Load a model (default: the shipped one) to code many pictures."""
-    return Codec(weights)
+    return Codec(weights, progress=progress)
 
 
 @lru_cache(maxsize=1)

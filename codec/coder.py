@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+from tqdm import tqdm
 
 from bitstream import BitstreamError, Header, pack, unpack
 from bitstream.ans import TableSet
@@ -41,7 +42,11 @@ TAG_MAP, TAG_Z, TAG_Y = b"IMAP", b"HYPZ", b"LATY"
 class Codec:
     """A loaded model that codes many pictures: ``Codec().encode(img, quality=4)``."""
 
-    def __init__(self, weights: LoadedWeights | str | Path | None = None) -> None:
+    def __init__(
+        self, weights: LoadedWeights | str | Path | None = None, progress: bool = False
+    ) -> None:
+        """Load ``weights`` (default: shipped); ``progress`` shows bars on large pictures."""
+        self.progress = progress
         if not isinstance(weights, LoadedWeights):
             weights = load_weights(weights)
         self.net = weights.network.eval()
@@ -103,7 +108,7 @@ class Codec:
         x = _pad(x, self.net.ALIGN)
         rows = x.shape[2] // LATENT_STRIDE
         parts = []
-        for r0, r1, c0, c1 in _bands(rows):
+        for r0, r1, c0, c1 in self._progress(_bands(rows), "analysis"):
             band = self.net.g_a(x[:, :, c0 * LATENT_STRIDE : c1 * LATENT_STRIDE])
             parts.append(band[:, :, r0 - c0 : r1 - c0])
         return torch.cat(parts, dim=2)
@@ -186,11 +191,15 @@ class Codec:
         q = torch.tensor([quality - 1])
         y = y_hat / self.net.gain(q)
         out = []
-        for r0, r1, c0, c1 in _bands(y.shape[2]):
+        for r0, r1, c0, c1 in self._progress(_bands(y.shape[2]), "synthesis"):
             band = self.net.g_s(y[:, :, c0:c1])
             band = band[:, :, (r0 - c0) * LATENT_STRIDE : (r1 - c0) * LATENT_STRIDE]
             out.append(band.clamp_(0, 1).mul_(255).round_().to(torch.uint8))
         return torch.cat(out, dim=2)
+
+    def _progress(self, bands: list, desc: str):
+        """``bands`` wrapped in a progress bar when that is wanted and worth it."""
+        return tqdm(bands, desc=desc, unit="band", disable=not self.progress or len(bands) < 8)
 
 
 def _pad(x: Tensor, align: int) -> Tensor:

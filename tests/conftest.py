@@ -29,6 +29,16 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return img.clip(0, 255).astype(np.uint8)
 
 
+def decode_with_threads(model: Codec, data: bytes, threads: int) -> np.ndarray:
+    """Decoded pixels with ``threads`` torch threads (restored afterwards)."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        return model.decode_array(data)[1]
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     torch.manual_seed(0)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import codec.coder as coder
 from bitstream import BitstreamError, unpack
 from codec import Codec, ImageError
 
-from .conftest import smooth_image
+from .conftest import decode_with_threads, smooth_image
 
 
 def test_round_trip_shape_and_mode(tiny_codec: Codec, photo):
@@ -28,14 +27,8 @@ def test_encoding_is_deterministic(tiny_codec: Codec, photo):
 
 def test_decode_identical_for_one_and_two_threads(tiny_codec: Codec):
     data = tiny_codec.encode(smooth_image(300, 200, seed=3), quality=4)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = tiny_codec.decode_array(data)[1]
-        torch.set_num_threads(2)
-        two = tiny_codec.decode_array(data)[1]
-    finally:
-        torch.set_num_threads(before)
+    one = decode_with_threads(tiny_codec, data, 1)
+    two = decode_with_threads(tiny_codec, data, 2)
     assert np.array_equal(one, two)
 
 
