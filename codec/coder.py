@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
@@ -104,13 +103,15 @@ class Codec:
         return int(quality)
 
     def _analyse(self, rgb: np.ndarray) -> Tensor:
-        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        x = _pad(x, self.net.ALIGN)
-        rows = x.shape[2] // LATENT_STRIDE
+        """Analysis output for the padded picture, computed band by band."""
+        align = self.net.ALIGN
+        h, w = rgb.shape[:2]
+        rgb = np.pad(rgb, ((0, -h % align), (0, -w % align), (0, 0)), mode="edge")
         parts = []
-        for r0, r1, c0, c1 in self._progress(_bands(rows), "analysis"):
-            band = self.net.g_a(x[:, :, c0 * LATENT_STRIDE : c1 * LATENT_STRIDE])
-            parts.append(band[:, :, r0 - c0 : r1 - c0])
+        for r0, r1, c0, c1 in self._progress(_bands(rgb.shape[0] // LATENT_STRIDE), "analysis"):
+            band = torch.from_numpy(rgb[c0 * LATENT_STRIDE : c1 * LATENT_STRIDE].copy())
+            out = self.net.g_a(band.permute(2, 0, 1).unsqueeze(0).float().div_(255.0))
+            parts.append(out[:, :, r0 - c0 : r1 - c0])
         return torch.cat(parts, dim=2)
 
     def _encode_at(self, pic: Picture, features: Tensor, quality: int) -> bytes:
@@ -200,17 +201,6 @@ class Codec:
     def _progress(self, bands: list, desc: str):
         """``bands`` wrapped in a progress bar when that is wanted and worth it."""
         return tqdm(bands, desc=desc, unit="band", disable=not self.progress or len(bands) < 8)
-
-
-def _pad(x: Tensor, align: int) -> Tensor:
-    """Replicate-pad the bottom and right edges to a multiple of ``align``."""
-    h, w = x.shape[2:]
-    ph, pw = -h % align, -w % align
-    while ph or pw:  # replicate padding is limited to the input size: repeat as needed
-        step_h, step_w = min(ph, x.shape[2]), min(pw, x.shape[3])
-        x = F.pad(x, (0, step_w, 0, step_h), mode="replicate")
-        ph, pw = ph - step_h, pw - step_w
-    return x
 
 
 def _bands(rows: int) -> list[tuple[int, int, int, int]]:

@@ -46,6 +46,8 @@ def _open(path: Path) -> Picture:
         raise ImageError(f"no such file: {path}")
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:  # refuse before decoding the pixels
+                raise ImageError(f"image too large: {path} ({im.width}x{im.height})")
             im.load()
             return _from_pil(im)
     except Image.DecompressionBombError:

@@ -126,3 +126,15 @@ def test_console_script_error_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: not an lcodec file (bad magic number)"]
+
+
+def test_huge_image_refused_before_decoding(tmp_path, tiny_weights, capsys, monkeypatch):
+    import codec.image
+
+    monkeypatch.setattr(codec.image, "MAX_PIXELS", 100)
+    png = tmp_path / "big.png"
+    Image.fromarray(smooth_image(20, 20)).save(png)
+    out = tmp_path / "big.lcf"
+    code, _, err = run(["--model", tiny_weights, "encode", png, "-o", out], capsys)
+    _assert_clean_error(code, err, out)
+    assert "too large" in err
