@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import rd
+from . import enhance, rd
 from .io import CliError, read_bytes, write_atomic
 
 
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
 
     rd.add_parser(sub)
+    enhance.add_parser(sub)
     return p
 
 
@@ -121,7 +122,13 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "rd": rd.run}
+COMMANDS = {
+    "encode": cmd_encode,
+    "decode": cmd_decode,
+    "info": cmd_info,
+    "rd": rd.run,
+    "enhance": enhance.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,10 @@ LATENT_STRIDE = 16  # pixels per latent position
 BAND_ROWS = 16  # latent rows synthesized per band
 BAND_MARGIN = 4  # latent rows of context on each side (covers g_s's receptive field)
 TAG_MAP, TAG_Z, TAG_Y = b"IMAP", b"HYPZ", b"LATY"
+#: SYNTHESIS_NOTE: oneDNN's convolutions sum in an order that can depend on the thread
+#: count, so decoded pixels differed between 1 and 2 threads.  The synthesis runs on
+#: PyTorch's native convolutions instead, which gave identical pixels for 1 and 2 threads
+#: on every picture we tried (tests/test_shipped_model.py).
 
 
 class Codec:
@@ -193,7 +197,7 @@ class Codec:
         y = y_hat / self.net.gain(q)
         out = []
         for r0, r1, c0, c1 in self._progress(_bands(y.shape[2]), "synthesis"):
-            band = self.net.g_s(y[:, :, c0:c1])
+            band = _synthesis(self.net.g_s, y[:, :, c0:c1])
             band = band[:, :, (r0 - c0) * LATENT_STRIDE : (r1 - c0) * LATENT_STRIDE]
             out.append(band.clamp_(0, 1).mul_(255).round_().to(torch.uint8))
         return torch.cat(out, dim=2)
@@ -201,6 +205,16 @@ class Codec:
     def _progress(self, bands: list, desc: str):
         """``bands`` wrapped in a progress bar when that is wanted and worth it."""
         return tqdm(bands, desc=desc, unit="band", disable=not self.progress or len(bands) < 8)
+
+
+def _synthesis(g_s: torch.nn.Sequential, y: Tensor) -> Tensor:
+    """``g_s(y)`` on PyTorch's native convolutions (see SYNTHESIS_NOTE)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        return g_s(y)
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 def _bands(rows: int) -> list[tuple[int, int, int, int]]:

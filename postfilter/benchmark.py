@@ -1,0 +1,247 @@
+"""Benchmark the post-filter on Kodak HEIC (x265, 4:4:4) decodes, and on a test video.
+
+    python -m postfilter.benchmark --kodak ../shared/data/kodak -o results/postfilter.json \
+        [--video ../shared/data/video/test/BasketballPass_416x240_101f.y4m]
+
+Every Kodak image is coded at every ``--qualities`` with the RD suite's HEIC anchor settings
+(files cached in ``--cache``) and filtered told the QP and blind.  Per quality: mean bpp, QP,
+PSNR-RGB before and after, mean and worst per-image change; BD-rate and BD-PSNR of HEIC +
+filter against HEIC alone; the filter's wall time per image on ``--threads`` threads.
+``--video`` codes a y4m sequence with libx265 at ``--video-qp`` and reports the Y-PSNR
+before and after the filter (its RGB correction added to the decoded luma; also the full
+YUV -> RGB -> filter -> YUV round trip) and frames per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from evaluation.bd import bd_psnr, bd_rate
+from evaluation.files import write_text_atomic
+from evaluation.metrics import bpp, psnr
+
+from . import heic
+from .api import PostFilter
+
+QUALITIES = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)  # QP 44.6 .. 22.1
+
+
+def _heic_file(cache: Path, img: Image.Image, name: str, quality: int) -> bytes:
+    path = cache / f"{name}_q{quality}.heic"
+    if not path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".tmp").write_bytes(heic.encode(img, quality, "444"))
+        path.with_suffix(".tmp").replace(path)
+    return path.read_bytes()
+
+
+def _timed(fn, *args) -> tuple[np.ndarray, float]:
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t
+
+
+def kodak_rows(pf: PostFilter, kodak: Path, qualities, cache: Path) -> list[dict]:
+    """One row per image and quality: bpp, QP, PSNR before/after (told, blind), times."""
+    paths = sorted(p for p in kodak.iterdir() if p.suffix.lower() == ".png")
+    if not paths:
+        raise FileNotFoundError(f"no PNG images in {kodak}")
+    rows = []
+    for path in tqdm(paths, desc="kodak", unit="image"):
+        ref = Image.open(path).convert("RGB")
+        for q in qualities:
+            data = _heic_file(cache, ref, path.stem, q)
+            dec = np.asarray(heic.decode(data))
+            qp = heic.quality_to_qp(q)
+            told, t_told = _timed(pf, dec, qp)
+            est, t_est = _timed(pf.estimate_qp, dec)
+            blind = pf(dec, est)
+            base = psnr(ref, dec)
+            rows.append(
+                {
+                    "image": path.name,
+                    "quality": q,
+                    "qp": qp,
+                    "estimated_qp": est,
+                    "bpp": bpp(len(data), *ref.size),
+                    "psnr": base,
+                    "psnr_told": psnr(ref, told),
+                    "psnr_blind": psnr(ref, blind),
+                    "gain_told": psnr(ref, told) - base,
+                    "gain_blind": psnr(ref, blind) - base,
+                    "time_told_s": t_told,
+                    "time_blind_s": t_told + t_est,
+                }
+            )
+    return rows
+
+
+def summarize(rows: list[dict], qualities) -> dict:
+    """Per-quality averages and worst changes, BD-rate/PSNR of the filter vs HEIC alone."""
+    per_q = []
+    for q in qualities:
+        r = [row for row in rows if row["quality"] == q]
+        mean = {k: float(np.mean([x[k] for x in r])) for k in r[0] if k not in ("image", "quality")}
+        mean["quality"] = q
+        worst_told = min(r, key=lambda x: x["gain_told"])
+        worst_blind = min(r, key=lambda x: x["gain_blind"])
+        mean |= {
+            "worst_gain_told": worst_told["gain_told"],
+            "worst_image_told": worst_told["image"],
+            "worst_gain_blind": worst_blind["gain_blind"],
+            "worst_image_blind": worst_blind["image"],
+        }
+        per_q.append(mean)
+    rate = [s["bpp"] for s in per_q]
+    base = [s["psnr"] for s in per_q]
+    bd = {}
+    for mode in ("told", "blind"):
+        after = [s[f"psnr_{mode}"] for s in per_q]
+        bd[mode] = {
+            "bd_rate_pct": bd_rate(rate, base, rate, after),
+            "bd_psnr_db": bd_psnr(rate, base, rate, after),
+        }
+    at37 = min(per_q, key=lambda s: abs(s["qp"] - 37))
+    times = [row["time_told_s"] for row in rows]
+    return {
+        "per_quality": per_q,
+        "bd_vs_heic": bd,
+        "closest_to_qp37": at37,
+        "time_per_image_s": {
+            "told_mean": float(np.mean(times)),
+            "told_median": float(np.median(times)),
+            "blind_mean": float(np.mean([r["time_blind_s"] for r in rows])),
+        },
+    }
+
+
+def _y(frame) -> np.ndarray:
+    return frame.to_ndarray(format="yuv420p")[: frame.height].astype(np.float64)
+
+
+def _luma_delta(after: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """BT.601 (limited range, as swscale converts) luma change of an RGB change."""
+    d = after.astype(np.float64) - before.astype(np.float64)
+    return d @ np.array([65.481, 128.553, 24.966]) / 255
+
+
+def _y_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
+
+
+def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path) -> dict:
+    """Y-PSNR of ``y4m`` coded by libx265 at ``qp`` (preset medium), before/after the filter."""
+    import av
+
+    with av.open(str(y4m)) as inp:
+        frames = [f.reformat(format="yuv420p") for f in inp.decode(video=0)]
+    h, w = frames[0].height, frames[0].width
+    coded = cache / f"{y4m.stem}_x265_qp{qp}.mp4"
+    if not coded.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = coded.with_name("tmp_" + coded.name)
+        with av.open(str(tmp), "w") as out:
+            s = out.add_stream("libx265", rate=50)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            s.options = {"preset": "medium", "x265-params": f"qp={qp}:pools=1:log-level=error"}
+            for i, f in enumerate(frames):
+                f.pts = i
+                out.mux(s.encode(f))
+            out.mux(s.encode(None))
+        tmp.replace(coded)
+    res = {"before": [], "told": [], "blind": [], "told_rgb_roundtrip": []}
+    elapsed = 0.0
+    with av.open(str(coded)) as inp:
+        for src, dec in zip(frames, inp.decode(video=0), strict=True):
+            ref, y, rgb = _y(src), _y(dec), dec.to_ndarray(format="rgb24")
+            res["before"].append(_y_psnr(ref, y))
+            told, t = _timed(pf, rgb, qp)
+            elapsed += t
+            for mode, out in (("told", told), ("blind", pf(rgb))):
+                res[mode].append(_y_psnr(ref, np.clip(y + _luma_delta(out, rgb), 0, 255)))
+            roundtrip = _y(av.VideoFrame.from_ndarray(told, "rgb24"))
+            res["told_rgb_roundtrip"].append(_y_psnr(ref, roundtrip))
+    mean = {k: float(np.mean(v)) for k, v in res.items()}
+    return {
+        "sequence": y4m.name,
+        "size": [w, h],
+        "frames": len(frames),
+        "qp": qp,
+        "encoder": "libx265 preset medium, fixed QP (P frames; I/B offset by x265)",
+        "y_psnr": mean,
+        "gain_told_db": mean["told"] - mean["before"],
+        "gain_blind_db": mean["blind"] - mean["before"],
+        "fps_told": len(frames) / elapsed,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m postfilter.benchmark", description=__doc__)
+    p.add_argument("--kodak", type=Path, required=True, help="Kodak folder (24 PNG)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="results JSON")
+    p.add_argument("--weights", type=Path, help="post-filter weights (default: shipped)")
+    p.add_argument("--qualities", default=",".join(map(str, QUALITIES)), help="HEIC qualities")
+    p.add_argument("--video", type=Path, help="also benchmark this .y4m sequence")
+    p.add_argument("--video-qp", type=int, default=37)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    p.add_argument("--cache", type=Path, default=Path("runs/postfilter-bench"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    qualities = [int(q) for q in args.qualities.split(",")]
+    pf = PostFilter(args.weights)
+    if not args.kodak.is_dir():
+        print(f"error: Kodak not found at {args.kodak}", file=sys.stderr)
+        return 2
+    rows = kodak_rows(pf, args.kodak, qualities, args.cache)
+    result = {
+        "model_id": pf.model_id,
+        "threads": args.threads,
+        "heic_settings": heic.settings(),
+        **summarize(rows, qualities),
+    }
+    if args.video:
+        result["video"] = video_benchmark(pf, args.video, args.video_qp, args.cache)
+    result["per_image"] = rows
+    write_text_atomic(args.output, json.dumps(result, indent=1) + "\n")
+    print(format_table(result))
+    return 0
+
+
+def format_table(result: dict) -> str:
+    lines = ["quality   QP    bpp   PSNR  +told (worst)  +blind (worst)  est.QP"]
+    for s in result["per_quality"]:
+        lines.append(
+            f"{s['quality']:7d} {s['qp']:4.1f} {s['bpp']:6.3f} {s['psnr']:6.2f}"
+            f" {s['gain_told']:+6.3f} ({s['worst_gain_told']:+.3f})"
+            f" {s['gain_blind']:+6.3f} ({s['worst_gain_blind']:+.3f})  {s['estimated_qp']:5.1f}"
+        )
+    for mode, bd in result["bd_vs_heic"].items():
+        lines.append(
+            f"BD-rate {mode}: {bd['bd_rate_pct']:+.2f}%  BD-PSNR {bd['bd_psnr_db']:+.3f} dB"
+        )
+    t = result["time_per_image_s"]
+    lines.append(
+        f"time per image ({result['threads']} threads): {t['told_mean']:.3f} s told, "
+        f"{t['blind_mean']:.3f} s blind"
+    )
+    if "video" in result:
+        v = result["video"]
+        lines.append(
+            f"{v['sequence']} QP{v['qp']}: Y-PSNR {v['y_psnr']['before']:.2f} dB, "
+            f"{v['gain_told_db']:+.3f} told, {v['gain_blind_db']:+.3f} blind, "
+            f"{v['fps_told']:.1f} fps"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The shipped default model: it loads without pickle, codes a picture well, deterministically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import codec
+from codec.zoo import DEFAULT_WEIGHTS
+
+from .conftest import decode_with_threads, smooth_image
+
+PHOTO = Path(__file__).parent / "data" / "postfilter_wiki_003_crop.png"
+
+
+@pytest.fixture(scope="module")
+def model() -> codec.Codec:
+    return codec.load_model()
+
+
+def test_default_weights_are_shipped():
+    assert DEFAULT_WEIGHTS.is_file()
+    assert DEFAULT_WEIGHTS.stat().st_size < 16 * 2**20
+
+
+def test_quality_rises_with_rate(model):
+    img = smooth_image(128, 160, seed=7)
+    results = []
+    for q in (1, model.qualities):
+        data = model.encode(img, quality=q)
+        out = np.asarray(model.decode(data), dtype=np.float64)
+        psnr = 10 * np.log10(255**2 / np.mean((out - img) ** 2))
+        results.append((len(data), psnr))
+    (small, low), (big, high) = results
+    assert small < big and low < high
+    assert high > 25.0  # a trained model, not random weights (those give about 10 dB)
+
+
+def test_module_api_round_trip(tmp_path):
+    img = smooth_image(40, 24)
+    out = codec.decode(codec.encode(img, quality=3))
+    assert out.size == (24, 40)
+
+
+@pytest.mark.parametrize("quality", [1, 5, 8])
+def test_decode_same_pixels_one_and_two_threads(model, quality):
+    for img in (smooth_image(290, 200, seed=1), Image.open(PHOTO).convert("RGB")):
+        data = model.encode(img, quality=quality)
+        one = decode_with_threads(model, data, 1)
+        two = decode_with_threads(model, data, 2)
+        assert np.array_equal(one, two)
