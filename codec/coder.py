@@ -6,10 +6,10 @@ symbols -> range coder -> container.  Decoding runs the same path backwards;
 everything that selects a probability table is computed in exact arithmetic
 (:mod:`codec.integer_net`), so a file decodes the same everywhere.
 
-The transforms run over horizontal bands of fixed height with overlapping
-margins, so memory stays bounded for large pictures.  The band layout depends
-only on the picture size, never on the machine, so the decoded pixels do not
-either.
+The analysis runs over horizontal bands and the synthesis over tiles, both with
+overlapping margins, so memory stays bounded for large pictures.  The layout
+depends only on the picture size, never on the machine, so the decoded pixels do
+not either.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from .integer_net import IntegerSequential
 from .zoo import LoadedWeights, load_weights
 
 LATENT_STRIDE = 16  # pixels per latent position
-BAND_ROWS = 16  # latent rows synthesized per band
-BAND_MARGIN = 4  # latent rows of context on each side (covers g_s's receptive field)
+BAND_ROWS = 16  # latent rows per band (analysis) and per tile (synthesis)
+TILE_COLS = 64  # latent columns per synthesis tile
+BAND_MARGIN = 4  # latent rows/columns of context on each side (covers the receptive field)
 TAG_MAP, TAG_Z, TAG_Y = b"IMAP", b"HYPZ", b"LATY"
 #: SYNTHESIS_NOTE: oneDNN's convolutions sum in an order that can depend on the thread
 #: count, so decoded pixels differed between 1 and 2 threads.  The synthesis runs on
@@ -112,7 +113,8 @@ class Codec:
         h, w = rgb.shape[:2]
         rgb = np.pad(rgb, ((0, -h % align), (0, -w % align), (0, 0)), mode="edge")
         parts = []
-        for r0, r1, c0, c1 in self._progress(_bands(rgb.shape[0] // LATENT_STRIDE), "analysis"):
+        bands = _bands(rgb.shape[0] // LATENT_STRIDE, BAND_ROWS)
+        for r0, r1, c0, c1 in self._progress(bands, "analysis"):
             band = torch.from_numpy(rgb[c0 * LATENT_STRIDE : c1 * LATENT_STRIDE].copy())
             out = self.net.g_a(band.permute(2, 0, 1).unsqueeze(0).float().div_(255.0))
             parts.append(out[:, :, r0 - c0 : r1 - c0])
@@ -192,19 +194,22 @@ class Codec:
             )
 
     def _synthesize(self, y_hat: Tensor, quality: int) -> Tensor:
-        """Pixels (uint8, padded size) from the latent, band by band."""
+        """Pixels (uint8, padded size) from the latent, tile by tile."""
         q = torch.tensor([quality - 1])
         y = y_hat / self.net.gain(q)
-        out = []
-        for r0, r1, c0, c1 in self._progress(_bands(y.shape[2]), "synthesis"):
-            band = _synthesis(self.net.g_s, y[:, :, c0:c1])
-            band = band[:, :, (r0 - c0) * LATENT_STRIDE : (r1 - c0) * LATENT_STRIDE]
-            out.append(band.clamp_(0, 1).mul_(255).round_().to(torch.uint8))
-        return torch.cat(out, dim=2)
+        s = LATENT_STRIDE
+        out = torch.empty((1, 3, y.shape[2] * s, y.shape[3] * s), dtype=torch.uint8)
+        rows, cols = _bands(y.shape[2], BAND_ROWS), _bands(y.shape[3], TILE_COLS)
+        tiles = [(r, c) for r in rows for c in cols]
+        for (r0, r1, a0, a1), (c0, c1, b0, b1) in self._progress(tiles, "synthesis"):
+            tile = _synthesis(self.net.g_s, y[:, :, a0:a1, b0:b1])
+            tile = tile[:, :, (r0 - a0) * s : (r1 - a0) * s, (c0 - b0) * s : (c1 - b0) * s]
+            out[:, :, r0 * s : r1 * s, c0 * s : c1 * s] = tile.clamp_(0, 1).mul_(255).round_()
+        return out
 
     def _progress(self, bands: list, desc: str):
         """``bands`` wrapped in a progress bar when that is wanted and worth it."""
-        return tqdm(bands, desc=desc, unit="band", disable=not self.progress or len(bands) < 8)
+        return tqdm(bands, desc=desc, disable=not self.progress or len(bands) < 8)
 
 
 def _synthesis(g_s: torch.nn.Sequential, y: Tensor) -> Tensor:
@@ -217,12 +222,13 @@ def _synthesis(g_s: torch.nn.Sequential, y: Tensor) -> Tensor:
         torch.backends.mkldnn.enabled = before
 
 
-def _bands(rows: int) -> list[tuple[int, int, int, int]]:
-    """(first, end) latent rows of each band and (first, end) rows of its context."""
+def _bands(length: int, size: int) -> list[tuple[int, int, int, int]]:
+    """Split ``length`` latent rows (or columns) into pieces of ``size``: for each, its
+    (first, end) and the (first, end) of the piece with its context margins."""
     bands = []
-    for r0 in range(0, rows, BAND_ROWS):
-        r1 = min(rows, r0 + BAND_ROWS)
-        bands.append((r0, r1, max(0, r0 - BAND_MARGIN), min(rows, r1 + BAND_MARGIN)))
+    for r0 in range(0, length, size):
+        r1 = min(length, r0 + size)
+        bands.append((r0, r1, max(0, r0 - BAND_MARGIN), min(length, r1 + BAND_MARGIN)))
     return bands
 
 

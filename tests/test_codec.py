@@ -33,10 +33,11 @@ def test_decode_identical_for_one_and_two_threads(tiny_codec: Codec):
 
 
 def test_bands_leave_no_seams(tiny_codec: Codec, monkeypatch):
-    """Banded synthesis matches synthesis of the whole latent at once."""
-    data = tiny_codec.encode(smooth_image(600, 130, seed=4), quality=5)
+    """Tiled synthesis matches synthesis of the whole latent at once."""
+    data = tiny_codec.encode(smooth_image(600, 1300, seed=4), quality=5)
     banded = tiny_codec.decode_array(data)[1].astype(int)
     monkeypatch.setattr(coder, "BAND_ROWS", 10_000)
+    monkeypatch.setattr(coder, "TILE_COLS", 10_000)
     whole = tiny_codec.decode_array(data)[1].astype(int)
     assert np.abs(banded - whole).max() <= 1
     assert (banded != whole).mean() < 1e-3
