@@ -19,15 +19,11 @@ class TableSet:
 
     def __init__(self, freqs: np.ndarray) -> None:
         freqs = np.asarray(freqs, dtype=np.float64)
-        self.alphabet = freqs.shape[1]
         probs = freqs / freqs.sum(axis=1, keepdims=True)
         self._models = [constriction.stream.model.Categorical(p, perfect=False) for p in probs]
 
-    def __len__(self) -> int:
-        return len(self._models)
-
     def encode(self, symbols: np.ndarray, table: np.ndarray | int) -> bytes:
-        """Code ``symbols`` (in 0..alphabet-1), each with its table index."""
+        """Code ``symbols`` (each below the table width), each with its table index."""
         symbols = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
         enc = constriction.stream.queue.RangeEncoder()
         for idx, group in _groups(table, symbols.size):
