@@ -78,14 +78,9 @@ def _enhance(args: argparse.Namespace) -> str:
         raise CliError(f"video output must be .mkv (FFV1) or .y4m, not {out_ext or '(none)'!r}")
     if not is_video and out_ext not in Image.registered_extensions():
         raise CliError(f"unknown output image format {out_ext or '(none)'!r}; use e.g. .png")
-    import torch
 
     from postfilter import load_filter
 
-    if getattr(args, "threads", None) is not None:
-        if args.threads < 1:
-            raise CliError("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
     pf = load_filter(None if args.weights is None else str(args.weights))
     how = "told" if args.qp is not None else "estimated"
     if is_video:

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     e = sub.add_parser("encode", help="compress a picture into an .lcf file")
+    e.set_defaults(func=cmd_encode)
     e.add_argument("input", type=Path)
     e.add_argument("-o", "--output", type=Path, required=True)
     g = e.add_mutually_exclusive_group()
@@ -39,10 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     d = sub.add_parser("decode", help="decompress an .lcf file to a picture (PNG, ...)")
+    d.set_defaults(func=cmd_decode)
     d.add_argument("input", type=Path)
     d.add_argument("-o", "--output", type=Path, required=True)
 
     i = sub.add_parser("info", help="show the header and section sizes of an .lcf file")
+    i.set_defaults(func=cmd_info)
     i.add_argument("input", type=Path)
     i.add_argument("--json", action="store_true", help="print JSON")
 
@@ -52,14 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_codec(args):
-    import torch
-
     import codec
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise CliError("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
     return codec.load_model(args.model, progress=sys.stderr.isatty())
 
 
@@ -122,25 +119,23 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {
-    "encode": cmd_encode,
-    "decode": cmd_decode,
-    "info": cmd_info,
-    "rd": rd.run,
-    "enhance": enhance.run,
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already reported in one line
         return int(e.code or 0)
+    if args.threads is not None and args.threads < 1:
+        print("error: --threads must be at least 1", file=sys.stderr)
+        return 2
+    import torch
+
     from bitstream import BitstreamError
     from codec import ImageError, WeightsError
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     try:
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except (CliError, BitstreamError, ImageError, WeightsError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
     except MemoryError:
