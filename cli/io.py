@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -29,6 +30,26 @@ def atomic_path(target: Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_dir(target: Path):
+    """Yield a temporary folder next to ``target``; rename it to ``target`` only on success.
+
+    ``target`` must not exist, or be an empty folder (which it then replaces).
+    """
+    target = Path(target)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CliError(f"output exists and is not an empty folder: {target}")
+    if not target.parent.is_dir():
+        raise CliError(f"output folder does not exist: {target.parent}")
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))  # no suffix
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def write_atomic(target: Path, write: Callable[[Path], None]) -> None:

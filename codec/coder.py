@@ -24,12 +24,14 @@ from tqdm import tqdm
 
 from bitstream import BitstreamError, Header, pack, unpack
 from bitstream.ans import TableSet
-from bitstream.container import FLAG_GRAYSCALE, MAX_SIDE
+from bitstream.container import FLAG_GRAYSCALE, MAX_SIDE, downscale_flag
 
-from . import entropy_models as em
+from . import lowrate
+from .determinism import native_convolutions
 from .image import ImageError, Picture, to_picture, to_pil
 from .importance import importance_levels, mask_from_levels
-from .integer_net import IntegerSequential
+from .latent_coder import LatentCoder
+from .lowrate import TAG_UPSCALER, Upscaler
 from .zoo import LoadedWeights, load_weights
 
 LATENT_STRIDE = 16  # pixels per latent position
@@ -37,29 +39,30 @@ BAND_ROWS = 16  # latent rows per band (analysis) and per tile (synthesis)
 TILE_COLS = 64  # latent columns per synthesis tile
 BAND_MARGIN = 4  # latent rows/columns of context on each side (covers the receptive field)
 TAG_MAP, TAG_Z, TAG_Y = b"IMAP", b"HYPZ", b"LATY"
-#: SYNTHESIS_NOTE: oneDNN's convolutions sum in an order that can depend on the thread
-#: count, so decoded pixels differed between 1 and 2 threads.  The synthesis runs on
-#: PyTorch's native convolutions instead, which gave identical pixels for 1 and 2 threads
-#: on every picture we tried (tests/test_shipped_model.py).
 
 
 class Codec:
     """A loaded model that codes many pictures: ``Codec().encode(img, quality=4)``."""
 
     def __init__(
-        self, weights: LoadedWeights | str | Path | None = None, progress: bool = False
+        self,
+        weights: LoadedWeights | str | Path | None = None,
+        progress: bool = False,
+        sr_weights: dict[int, str | Path] | None = None,
     ) -> None:
-        """Load ``weights`` (default: shipped); ``progress`` shows bars on large pictures."""
+        """Load ``weights`` (default: shipped); ``progress`` shows bars on large pictures;
+        ``sr_weights`` replaces the shipped super-resolution networks of the low-rate mode
+        (by factor), loaded when first needed."""
         self.progress = progress
+        self._sr_weights = dict(sr_weights or {})
+        self._upscalers: dict[int, Upscaler] = {}
         if not isinstance(weights, LoadedWeights):
             weights = load_weights(weights)
         self.net = weights.network.eval()
         self.config = self.net.config
         self.model_id = weights.model_id
         self.digest = weights.digest
-        self._h_s = IntegerSequential(self.net.h_s)
-        self._y_tables = TableSet(weights.tables["y"])
-        self._z_tables = TableSet(weights.tables["z"])
+        self._latent = LatentCoder(self.net, weights.tables["z"], TableSet(weights.tables["y"]))
         self._map_tables = TableSet(weights.tables["map"])
 
     @property
@@ -74,17 +77,26 @@ class Codec:
         image: Image.Image | np.ndarray | str | Path,
         quality: int | None = None,
         target_bpp: float | None = None,
+        downscale: int = 1,
     ) -> bytes:
         """Code a picture at ``quality`` (1..qualities, default 4), or at the best
-        quality whose file is at most ``target_bpp`` bits per pixel."""
+        quality whose file is at most ``target_bpp`` bits per pixel.
+
+        ``downscale`` 2 or 4 is the low-rate mode (:mod:`codec.lowrate`): the picture is
+        coded at that fraction of its size and super-resolved when decoded.
+        """
         pic = image if isinstance(image, Picture) else to_picture(image)
         h, w = pic.rgb.shape[:2]
         if h > MAX_SIDE or w > MAX_SIDE:
             raise ImageError(f"image too large: {w}x{h} (at most {MAX_SIDE} per side)")
-        features = self._analyse(pic.rgb)
+        extra = downscale_flag(downscale), []
+        if downscale > 1:
+            extra[1].append((TAG_UPSCALER, self.upscaler(downscale).section()))
+        coded = lowrate.downscale(pic.rgb, downscale) if downscale > 1 else pic.rgb
+        features = self._analyse(coded)
         if target_bpp is None:
             return self._encode_at(
-                pic, features, self._check_quality(4 if quality is None else quality)
+                pic, features, self._check_quality(4 if quality is None else quality), extra
             )
         if quality is not None:
             raise ValueError("give either quality or target_bpp, not both")
@@ -93,7 +105,7 @@ class Codec:
         best, lo, hi = None, 1, self.qualities  # bpp grows with quality: bisect
         while lo <= hi:
             q = (lo + hi) // 2
-            data = self._encode_at(pic, features, q)
+            data = self._encode_at(pic, features, q, extra)
             if len(data) * 8 / (h * w) <= target_bpp:
                 best, lo = data, q + 1
             else:
@@ -120,33 +132,27 @@ class Codec:
             parts.append(out[:, :, r0 - c0 : r1 - c0])
         return torch.cat(parts, dim=2)
 
-    def _encode_at(self, pic: Picture, features: Tensor, quality: int) -> bytes:
+    def _encode_at(
+        self,
+        pic: Picture,
+        features: Tensor,
+        quality: int,
+        extra: tuple[int, list[tuple[bytes, bytes]]] = (0, []),
+    ) -> bytes:
+        """The file at ``quality``; ``extra`` holds more header flags and sections."""
         q = torch.tensor([quality - 1])
         y, p = self.net.apply_quality(features, q)
-        z = torch.round(self.net.h_a(y)).clamp_(-em.Z_TAIL, em.Z_TAIL)
-        mean, table = self._hyper(z)
-        symbols = torch.round(y.double() - mean).clamp_(-em.Y_TAIL, em.Y_TAIL)
-        sections = []
+        sections, mask = [], None
         if self.config.importance:
             levels = importance_levels(p, self.config.levels).long()
             mask = mask_from_levels(levels, self.config.levels, self.config.m)
             sections.append((TAG_MAP, self._map_tables.encode(levels.numpy(), quality - 1)))
-        else:
-            mask = torch.ones_like(symbols, dtype=torch.bool)
-        sections.append(
-            (TAG_Z, self._z_tables.encode(z.long().numpy() + em.Z_TAIL, _channel_index(z)))
-        )
-        coded = symbols[mask].long().numpy() + em.Y_TAIL
-        sections.append((TAG_Y, self._y_tables.encode(coded, table[mask].numpy())))
+        z_data, y_data, _ = self._latent.encode(y, mask)
+        sections += [(TAG_Z, z_data), (TAG_Y, y_data)]
         h, w = pic.rgb.shape[:2]
-        flags = FLAG_GRAYSCALE if pic.channels == 1 else 0
+        flags = (FLAG_GRAYSCALE if pic.channels == 1 else 0) | extra[0]
         header = Header(w, h, pic.channels, quality, self.model_id, self.digest, flags)
-        return pack(header, sections)
-
-    def _hyper(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact means (float64) and scale-table indices from the hyper-latent."""
-        mean, log_scale = self.net.split_params(self._h_s(z))
-        return mean, em.scale_index(log_scale)
+        return pack(header, sections + extra[1])
 
     # -- decoding ---------------------------------------------------------------------
     def decode(self, data: bytes) -> Image.Image:
@@ -160,31 +166,38 @@ class Codec:
         header, sections = unpack(data)
         self._check_model(header)
         expected = {TAG_Z, TAG_Y} | ({TAG_MAP} if self.config.importance else set())
+        factor = header.downscale
+        if factor > 1:
+            expected.add(TAG_UPSCALER)
         if set(sections) != expected:
             raise BitstreamError("file sections do not match the model")
         if not 1 <= header.quality <= self.qualities:
             raise BitstreamError(f"quality {header.quality} out of range for this model")
-        ph = -(-header.height // self.net.ALIGN) * self.net.ALIGN
-        pw = -(-header.width // self.net.ALIGN) * self.net.ALIGN
+        if factor > 1:
+            upscaler = self.upscaler(factor)
+            upscaler.check(sections[TAG_UPSCALER])
+        height, width = -(-header.height // factor), -(-header.width // factor)
+        ph = -(-height // self.net.ALIGN) * self.net.ALIGN
+        pw = -(-width // self.net.ALIGN) * self.net.ALIGN
         lh, lw = ph // LATENT_STRIDE, pw // LATENT_STRIDE
-        zshape = (1, self.config.nz, lh // 4, lw // 4)
-        z_idx = _channel_index(torch.empty(zshape))
-        z = self._z_tables.decode(sections[TAG_Z], z_idx, z_idx.size) - em.Z_TAIL
-        z = torch.from_numpy(z.astype(np.float64)).reshape(zshape)
-        mean, table = self._hyper(z)
+        mask = None
         if self.config.importance:
             levels = self._map_tables.decode(sections[TAG_MAP], header.quality - 1, lh * lw)
             levels = torch.from_numpy(levels.astype(np.int64)).reshape(1, 1, lh, lw)
             mask = mask_from_levels(levels, self.config.levels, self.config.m)
-        else:
-            mask = torch.ones_like(mean, dtype=torch.bool)
-        count = int(mask.sum())
-        symbols = self._y_tables.decode(sections[TAG_Y], table[mask].numpy(), count)
-        y_hat = mean.clone()
-        y_hat[mask] += torch.from_numpy(symbols.astype(np.float64) - em.Y_TAIL)
+        zshape = (1, self.config.nz, lh // 4, lw // 4)
+        y_hat = self._latent.decode(sections[TAG_Z], sections[TAG_Y], zshape, mask)
         x = self._synthesize(y_hat.float(), header.quality)
-        rgb = x[0, :, : header.height, : header.width].permute(1, 2, 0).numpy()
-        return header, np.ascontiguousarray(rgb)
+        rgb = np.ascontiguousarray(x[0, :, :height, :width].permute(1, 2, 0).numpy())
+        if factor > 1:
+            rgb = np.ascontiguousarray(upscaler(rgb)[: header.height, : header.width])
+        return header, rgb
+
+    def upscaler(self, factor: int) -> Upscaler:
+        """The super-resolution network of the low-rate mode at ``factor``, loaded once."""
+        if factor not in self._upscalers:
+            self._upscalers[factor] = Upscaler(factor, self._sr_weights.get(factor))
+        return self._upscalers[factor]
 
     def _check_model(self, header: Header) -> None:
         if header.model_id != self.model_id or header.digest != self.digest:
@@ -202,7 +215,8 @@ class Codec:
         rows, cols = _bands(y.shape[2], BAND_ROWS), _bands(y.shape[3], TILE_COLS)
         tiles = [(r, c) for r in rows for c in cols]
         for (r0, r1, a0, a1), (c0, c1, b0, b1) in self._progress(tiles, "synthesis"):
-            tile = _synthesis(self.net.g_s, y[:, :, a0:a1, b0:b1])
+            with native_convolutions():
+                tile = self.net.g_s(y[:, :, a0:a1, b0:b1])
             tile = tile[:, :, (r0 - a0) * s : (r1 - a0) * s, (c0 - b0) * s : (c1 - b0) * s]
             out[:, :, r0 * s : r1 * s, c0 * s : c1 * s] = tile.clamp_(0, 1).mul_(255).round_()
         return out
@@ -210,16 +224,6 @@ class Codec:
     def _progress(self, bands: list, desc: str):
         """``bands`` wrapped in a progress bar when that is wanted and worth it."""
         return tqdm(bands, desc=desc, disable=not self.progress or len(bands) < 8)
-
-
-def _synthesis(g_s: torch.nn.Sequential, y: Tensor) -> Tensor:
-    """``g_s(y)`` on PyTorch's native convolutions (see SYNTHESIS_NOTE)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        return g_s(y)
-    finally:
-        torch.backends.mkldnn.enabled = before
 
 
 def _bands(length: int, size: int) -> list[tuple[int, int, int, int]]:
@@ -230,9 +234,3 @@ def _bands(length: int, size: int) -> list[tuple[int, int, int, int]]:
         r1 = min(length, r0 + size)
         bands.append((r0, r1, max(0, r0 - BAND_MARGIN), min(length, r1 + BAND_MARGIN)))
     return bands
-
-
-def _channel_index(z: Tensor) -> np.ndarray:
-    """Table index (the channel) of every element of a (1, C, H, W) tensor."""
-    c = z.shape[1]
-    return np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), z.shape).ravel()

@@ -23,15 +23,16 @@ def subpel_conv(cin: int, cout: int, scale: int = 2) -> nn.Sequential:
     return nn.Sequential(conv(cin, cout * scale * scale, 3, 1), nn.PixelShuffle(scale))
 
 
-def analysis_transform(n: int, out: int) -> nn.Sequential:
-    """Image (3 channels) to latent (``out`` channels) at 1/16 resolution.
+def analysis_transform(n: int, out: int, cin: int = 3) -> nn.Sequential:
+    """Image (``cin`` channels: RGB, or 2 for a flow field) to latent (``out`` channels)
+    at 1/16 resolution.
 
     A pixel-unshuffle stem does the first halving for free, so the only
     full-resolution work is a reshuffle of the pixels.
     """
     return nn.Sequential(
         nn.PixelUnshuffle(2),
-        conv(12, n, 3, 1),
+        conv(4 * cin, n, 3, 1),
         GDN(n),
         conv(n, n),
         GDN(n),
@@ -41,8 +42,8 @@ def analysis_transform(n: int, out: int) -> nn.Sequential:
     )
 
 
-def synthesis_transform(m: int, n: int) -> nn.Sequential:
-    """Latent (``m`` channels, 1/16 resolution) back to an RGB image."""
+def synthesis_transform(m: int, n: int, cout: int = 3) -> nn.Sequential:
+    """Latent (``m`` channels, 1/16 resolution) back to an image of ``cout`` channels."""
     return nn.Sequential(
         deconv(m, n),
         GDN(n, inverse=True),
@@ -50,7 +51,7 @@ def synthesis_transform(m: int, n: int) -> nn.Sequential:
         GDN(n, inverse=True),
         deconv(n, n),
         GDN(n, inverse=True),
-        conv(n, 12, 3, 1),
+        conv(n, 4 * cout, 3, 1),
         nn.PixelShuffle(2),
     )
 

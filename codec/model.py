@@ -18,22 +18,44 @@ per-quality importance offset and a per-quality map distribution.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
-from . import entropy_models as em
+from .hyperprior import MeanScaleHyperprior
 from .importance import channel_mask, importance_levels
-from .layers import analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
-from .quantization import quantize
+from .layers import analysis_transform, synthesis_transform
 
-#: Rate-distortion trade-offs of the quality levels (loss = bpp + lambda * 255^2 * MSE).
-DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
+#: Rate-distortion trade-offs of the quality levels (loss = bpp + lambda * 255^2 * MSE);
+#: those of the shipped model, about 0.1 to 1.5 bpp on Kodak.
+DEFAULT_LAMBDAS = (0.0003, 0.00064, 0.00136, 0.0029, 0.0062, 0.0132, 0.0281, 0.06)
+
+C = TypeVar("C", bound="QualityConfig")
+
+
+class QualityConfig:
+    """Base of the config dataclasses with a ``lambdas`` field (one per quality level): their
+    dict form, as stored in weights files and checkpoints, and the number of levels."""
+
+    lambdas: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], d: dict) -> C:
+        d = dict(d)
+        d["lambdas"] = tuple(d["lambdas"])
+        return cls(**d)
+
+    @property
+    def qualities(self) -> int:
+        return len(self.lambdas)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(QualityConfig):
     """Architecture hyper-parameters; stored in the weights file."""
 
     n: int = 96  # channels of the main transforms
@@ -44,21 +66,8 @@ class ModelConfig:
     importance: bool = True  # False: every channel coded everywhere (ablation)
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        d = dict(d)
-        d["lambdas"] = tuple(d["lambdas"])
-        return cls(**d)
-
-    @property
-    def qualities(self) -> int:
-        return len(self.lambdas)
-
-
-class ImportanceCodec(nn.Module):
+class ImportanceCodec(MeanScaleHyperprior):
     """Variable-rate autoencoder with an importance map and a mean-scale hyperprior."""
 
     #: The image is padded to a multiple of this (the total downsampling of h_a o g_a).
@@ -72,9 +81,7 @@ class ImportanceCodec(nn.Module):
         c = config
         self.g_a = analysis_transform(c.n, c.m + 1)
         self.g_s = synthesis_transform(c.m, c.n)
-        self.h_a = hyper_analysis(c.m, c.nh, c.nz)
-        self.h_s = hyper_synthesis(c.nz, c.nh, c.m)
-        self.z_density = EntropyBottleneck(c.nz)
+        self.add_hyperprior(c.m, c.nh, c.nz)
         q = c.qualities
         # Log-gains start on a ramp so higher qualities quantize more finely.
         ramp = torch.linspace(-1.0, 1.0, q).view(q, 1).expand(q, c.m).clone()
@@ -106,10 +113,6 @@ class ImportanceCodec(nn.Module):
     def synthesize(self, y_hat: Tensor, quality: Tensor) -> Tensor:
         return self.g_s(y_hat / self.gain(quality))
 
-    def split_params(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        """Hyper-synthesis output to (mean, log_scale)."""
-        return params[:, : self.config.m], params[:, self.config.m :]
-
     # -- training -------------------------------------------------------------------
     def forward(
         self, x: Tensor, quality: Tensor, mode: str = "hard", temperature: float = 0.0
@@ -119,15 +122,7 @@ class ImportanceCodec(nn.Module):
         ``mode`` selects the quantization proxy of :func:`codec.quantization.quantize`.
         """
         y, p = self.analyse(x, quality)
-        z = self.h_a(y)
-        if self.training:
-            z_hat, z_lik = self.z_density(z)
-        else:
-            z_hat = torch.round(z)
-            z_lik = self.z_likelihood(z_hat)
-        mean, log_scale = self.split_params(self.h_s(z_hat))
-        y_hat = quantize(y, mean, mode, temperature)
-        y_bits = em.bits(em.gaussian_likelihood(y_hat - mean, em.scale_from_log(log_scale)))
+        y_hat, mean, y_bits, z_bits = self.hyperprior(y, mode, temperature)
         batch = x.shape[0]
         if p is not None:
             mask = channel_mask(p, self.config.levels, self.config.m)
@@ -142,17 +137,6 @@ class ImportanceCodec(nn.Module):
         return {
             "x_hat": self.synthesize(y_hat, quality),
             "y_bits": y_bits.reshape(batch, -1).sum(1),
-            "z_bits": em.bits(z_lik).reshape(batch, -1).sum(1),
+            "z_bits": z_bits,
             "map_bits": map_bits,
         }
-
-    def z_likelihood(self, z_hat: Tensor) -> Tensor:
-        """Likelihood of integer ``z_hat`` under the factorized density (same shape)."""
-        b, c, h, w = z_hat.shape
-        values = z_hat.permute(1, 0, 2, 3).reshape(c, 1, -1)
-        lik = self.z_density._likelihood(values)[0].clamp_min(em.LIKELIHOOD_BOUND)
-        return lik.reshape(c, b, h, w).permute(1, 0, 2, 3)
-
-    def aux_loss(self) -> Tensor:
-        """Loss that fits the factorized density's quantiles (CompressAI)."""
-        return self.z_density.loss()

@@ -14,8 +14,6 @@ up on restart.  ``RUN/train_log.csv`` and ``RUN/val_log.csv`` log the run;
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import random
 import time
 from pathlib import Path
@@ -25,6 +23,14 @@ import torch
 from PIL import Image
 
 from .model import ImportanceCodec, ModelConfig
+from .training import (
+    TrainState,
+    add_run_arguments,
+    add_schedule_arguments,
+    csv_log,
+    read_checkpoint,
+    schedule,
+)
 from .zoo import export_weights, load_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -78,16 +84,30 @@ def rd_loss(out: dict, x: torch.Tensor, lambdas: torch.Tensor):
     return loss, bpp, mse
 
 
-def schedule(step: int, args) -> tuple[str, float, float]:
-    """(quantization mode, temperature, learning rate) at ``step``."""
-    frac = step / args.steps
-    lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * frac))
-    if args.quant == "noise":
-        return "noise", 0.0, lr
-    if frac < args.soft_until:
-        t = args.t_start * (args.t_end / args.t_start) ** (frac / args.soft_until)
-        return "soft", t, lr
-    return "ste", 0.0, lr
+@torch.no_grad()
+def retarget_lambdas(model: ImportanceCodec, lambdas: tuple[float, ...]) -> ImportanceCodec:
+    """A copy of ``model`` trained for ``lambdas``, to fine-tune from ``--init``.
+
+    The per-quality parameters (gains, importance offset, map distribution) of each new
+    level are interpolated linearly in log-lambda between the old levels (extrapolated
+    beyond them), so fine-tuning starts near the right trade-off.
+    """
+    old = torch.log(torch.tensor(model.config.lambdas, dtype=torch.float64))
+    new = torch.log(torch.tensor(lambdas, dtype=torch.float64))
+    right = torch.searchsorted(old, new).clamp(1, len(old) - 1)
+    w = ((new - old[right - 1]) / (old[right] - old[right - 1])).float()
+
+    def interp(param: torch.Tensor) -> torch.Tensor:
+        lo, hi = param.data[right - 1], param.data[right]
+        return lo + w.view(-1, *([1] * (param.dim() - 1))) * (hi - lo)
+
+    config = ModelConfig.from_dict({**model.config.to_dict(), "lambdas": lambdas})
+    out = ImportanceCodec(config)
+    state = model.state_dict()
+    for name in ("log_gain", "importance_offset", "map_logits"):
+        state[name] = interp(getattr(model, name))
+    out.load_state_dict(state)
+    return out
 
 
 @torch.no_grad()
@@ -115,25 +135,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--lr-min", type=float, default=5e-5)
-    ap.add_argument("--quant", choices=("soft", "noise"), default="soft")
-    ap.add_argument("--soft-until", type=float, default=0.5)
-    ap.add_argument("--t-start", type=float, default=1.0)
-    ap.add_argument("--t-end", type=float, default=0.02)
+    add_schedule_arguments(ap, lr=1e-3, lr_min=5e-5, soft_until=0.5)
     ap.add_argument("--no-importance", action="store_true")
     ap.add_argument("--n", type=int, default=64, help="transform channels")
     ap.add_argument("--m", type=int, default=128, help="latent channels")
     ap.add_argument("--nz", type=int, default=64, help="hyper-latent channels")
     ap.add_argument("--levels", type=int, default=16, help="importance-map levels")
     ap.add_argument("--holdout", type=int, default=4, help="photos kept out for validation")
-    ap.add_argument("--val-every", type=int, default=1000)
-    ap.add_argument("--log-every", type=int, default=50)
-    ap.add_argument("--ckpt-every", type=int, default=250)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--seed", type=int, default=0)
+    add_run_arguments(ap)
     ap.add_argument("--init", type=Path, help="start from these exported weights")
+    ap.add_argument(
+        "--lambdas",
+        type=lambda v: tuple(float(x) for x in v.split(",")),
+        help="comma-separated rate-distortion trade-offs, one per quality (increasing)",
+    )
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -149,16 +164,14 @@ def main(argv: list[str] | None = None) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / "checkpoint.pt"
-    ckpt = (
-        torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt_path.exists()
-        else None
-    )
+    ckpt = read_checkpoint(ckpt_path)
     if ckpt is not None:
         model = ImportanceCodec(ModelConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["model"])
     elif args.init:
         model = load_model(args.init, trainable=True)
+        if args.lambdas:
+            model = retarget_lambdas(model, args.lambdas)
     else:
         config = ModelConfig(
             n=args.n,
@@ -167,72 +180,30 @@ def main(argv: list[str] | None = None) -> None:
             nz=args.nz,
             levels=args.levels,
             importance=not args.no_importance,
+            **({"lambdas": args.lambdas} if args.lambdas else {}),
         )
         model = ImportanceCodec(config)
     device = torch.device(args.device)
     model.to(device).train()
-    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    opt = torch.optim.Adam(main_params, lr=args.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
-    step = 0
-    if ckpt is not None:
-        opt.load_state_dict(ckpt["opt"])
-        aux_opt.load_state_dict(ckpt["aux_opt"])
-        step = ckpt["step"]
-        rng.setstate(ckpt["rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        print(f"resumed {ckpt_path} at step {step}")
+    state = TrainState(model, args.lr, rng, ckpt_path, ckpt)
     lambdas_all = torch.tensor(model.config.lambdas, device=device)
     q_count = model.config.qualities
 
-    log_path, val_path = args.out / "train_log.csv", args.out / "val_log.csv"
-    new_log = not log_path.exists()
-    log = open(log_path, "a", newline="")
-    writer = csv.writer(log)
-    if new_log:
-        writer.writerow(["step", "elapsed_s", "lr", "mode", "temperature", "loss", "bpp", "psnr"])
-    new_val = not val_path.exists()
-    val_log = open(val_path, "a", newline="")
-    val_writer = csv.writer(val_log)
-    if new_val:
-        val_writer.writerow(["step", "quality", "bpp_estimate", "psnr"])
-
-    def save() -> None:
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "config": model.config.to_dict(),
-                "opt": opt.state_dict(),
-                "aux_opt": aux_opt.state_dict(),
-                "step": step,
-                "rng": rng.getstate(),
-                "torch_rng": torch.get_rng_state(),
-            },
-            tmp,
-        )
-        tmp.replace(ckpt_path)
+    columns = ["step", "elapsed_s", "lr", "mode", "temperature", "loss", "bpp", "psnr"]
+    writer, log = csv_log(args.out / "train_log.csv", columns)
+    val_columns = ["step", "quality", "bpp_estimate", "psnr"]
+    val_writer, val_log = csv_log(args.out / "val_log.csv", val_columns)
 
     start = time.time()
     acc = []
-    while step < args.steps:
-        mode, temperature, lr = schedule(step, args)
-        for group in opt.param_groups:
-            group["lr"] = lr
+    while state.step < args.steps:
+        mode, temperature, lr = schedule(state.step, args)
         x = random_batch(images, args.batch, args.crop, rng).to(device)
         quality = torch.randint(0, q_count, (args.batch,)).to(device)
         out = model(x, quality, mode, temperature)
         loss, bpp, mse = rd_loss(out, x, lambdas_all[quality])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
-        opt.step()
-        aux = model.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
-        step += 1
+        state.update(loss, lr)
+        step = state.step
         acc.append((loss.item(), bpp.mean().item(), (10 * torch.log10(1 / mse)).mean().item()))
         if step % args.log_every == 0:
             loss_m, bpp_m, psnr_m = np.mean(acc, axis=0)
@@ -260,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                 val_writer.writerow([step, q + 1, f"{vbpp:.4f}", f"{vpsnr:.3f}"])
             val_log.flush()
         if step % args.ckpt_every == 0 or step == args.steps:
-            save()
+            state.save()
     log.close()
     val_log.close()
     model.eval()

@@ -10,7 +10,7 @@ can tell the size of its coded payload without the container (``payload_size``) 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, features
@@ -191,6 +191,7 @@ class Ours(ImageCodec):
     """Our learned codec (``codec.load_model()``), qualities 1..N."""
 
     name = "ours"
+    downscale = 1
 
     def __init__(self) -> None:
         try:
@@ -212,16 +213,35 @@ class Ours(ImageCodec):
         return " ".join(ident) if any(ident) else None
 
     def encode(self, img: Image.Image, quality: int) -> bytes:
-        return self.model.encode(clean_rgb(img), quality)
+        return self.model.encode(clean_rgb(img), quality, downscale=self.downscale)
 
     def decode(self, data: bytes) -> Image.Image:
         return self.model.decode(data).convert("RGB")
 
 
+class OursDown2(Ours):
+    """Our codec's low-rate mode: coded at half size, super-resolved by 2 when decoded."""
+
+    name = "ours-down2"
+    downscale = 2
+
+    @property
+    def settings(self) -> str | None:
+        sr = self.model.upscaler(self.downscale)
+        return f"{super().settings} {sr.model_id} {sr.digest.hex()}"
+
+
+class OursDown4(OursDown2):
+    """Our codec's low-rate mode at quarter size, super-resolved by 4."""
+
+    name = "ours-down4"
+    downscale = 4
+
+
 ANCHORS: dict[str, type[ImageCodec]] = {
     c.name: c for c in (Jpeg, Jpeg444, WebP, Jpeg2000, Heic, Avif, JpegXL)
 }
-CODECS: dict[str, type[ImageCodec]] = {"ours": Ours, **ANCHORS}
+CODECS: dict[str, type[ImageCodec]] = {c.name: c for c in (Ours, OursDown2, OursDown4)} | ANCHORS
 GROUPS = {"all": list(CODECS), "anchors": list(ANCHORS)}
 
 
@@ -230,15 +250,25 @@ def parse_codec_names(spec: str | Sequence[str]) -> list[str]:
 
     ``heic-payload`` selects ``heic``, whose results always include the payload curve.
     """
+    return expand_names(spec, GROUPS, [*CODECS, *ALIASES, *GROUPS], ALIASES)
+
+
+def expand_names(
+    spec: str | Sequence[str],
+    groups: Mapping[str, Sequence[str]],
+    known: Sequence[str],
+    aliases: Mapping[str, str] | None = None,
+    kind: str = "codec",
+) -> list[str]:
+    """The names of a comma list (or of a sequence), each once, in order: ``groups``
+    expanded, ``aliases`` resolved.  Raises EvaluationError for a name not in ``known``
+    (which the message lists) or for no names at all."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     names: list[str] = []
-    for item in (s.strip().lower() for s in items):
-        if not item:
-            continue
-        for name in GROUPS.get(item, [ALIASES.get(item, item)]):
-            if name not in CODECS:
-                known = ", ".join([*CODECS, *ALIASES, *GROUPS])
-                raise EvaluationError(f"unknown codec '{name}' (known: {known})")
+    for item in (s.strip().lower() for s in items if s.strip()):
+        for name in groups.get(item, [(aliases or {}).get(item, item)]):
+            if name not in known:
+                raise EvaluationError(f"unknown {kind} '{name}' (known: {', '.join(known)})")
             if name not in names:
                 names.append(name)
     if not names:

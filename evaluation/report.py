@@ -6,6 +6,8 @@ import csv
 import json
 import os
 import platform
+import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -56,8 +58,9 @@ def bd_rows(curves: dict[str, Curve], reference: dict[str, Curve], ref_codec: st
     return rows
 
 
-def format_bd_table(rows: list[dict]) -> str:
-    """Plain-text table of BD rows (negative BD-rate: fewer bits than the anchor)."""
+def format_bd_table(rows: list[dict], extra: Sequence[tuple[str, str]] = ()) -> str:
+    """Plain-text table of BD rows (negative BD-rate: fewer bits than the anchor); ``extra``
+    adds BD-rate columns as (row key, heading)."""
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:+.2f}%"
@@ -66,6 +69,7 @@ def format_bd_table(rows: list[dict]) -> str:
         return "n/a" if v is None else f"{v:+.3f} dB"
 
     header = ("codec", "anchor", "BD-rate PSNR", "BD-PSNR", "BD-rate MS-SSIM")
+    header += tuple(heading for _, heading in extra)
     lines = [
         (
             r["codec"],
@@ -73,6 +77,7 @@ def format_bd_table(rows: list[dict]) -> str:
             pct(r["bd_rate_psnr"]),
             db(r["bd_psnr"]),
             pct(r["bd_rate_ms_ssim"]),
+            *(pct(r[key]) for key, _ in extra),
         )
         for r in rows
     ]
@@ -100,6 +105,19 @@ def environment() -> dict:
     }
 
 
+def run_totals(records: list[dict], evaluated: int, started: float) -> dict:
+    """The closing fields of a results file: the ``records``, how many were ``evaluated``
+    rather than reused from the cache, the seconds since ``started`` (``perf_counter``)
+    and the :func:`environment`."""
+    return {
+        "records": records,
+        "evaluated": evaluated,
+        "reused": len(records) - evaluated,
+        "elapsed_s": time.perf_counter() - started,
+        "environment": environment(),
+    }
+
+
 def _rounded(value: object) -> object:
     """``value`` with floats rounded to 6 decimals, to keep the JSON readable."""
     if isinstance(value, float):
@@ -115,12 +133,13 @@ def write_json(path: Path, result: dict) -> None:
     write_text_atomic(path, json.dumps(_rounded(result), indent=1, allow_nan=False) + "\n")
 
 
-def write_csv(path: Path, points: list[dict]) -> None:
-    """One row per codec and quality (leading columns as in a reference CSV)."""
+def write_csv(path: Path, points: list[dict], columns: Sequence[str] = CSV_COLUMNS) -> None:
+    """One row per point, ``columns`` only (by default: per codec and quality, leading
+    columns as in a reference CSV)."""
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(_rounded(p) for p in points)
 

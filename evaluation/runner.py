@@ -11,7 +11,7 @@ import hashlib
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .cache import ResultCache, cache_key
 from .codecs import PAYLOAD_SUFFIX, ImageCodec, make_codecs, parse_codec_names
 from .curves import DEFAULT_REFERENCE, PUBLISHED_KODAK, Curve, load_curves
 from .errors import EvaluationError
-from .report import bd_rows, environment, write_csv, write_json
+from .report import bd_rows, run_totals, write_csv, write_json
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".ppm", ".pnm", ".tif", ".tiff", ".jpg", ".jpeg", ".webp"}
 
@@ -78,8 +78,11 @@ def codec_qualities(codec: ImageCodec, qualities: Qualities) -> list[int]:
     return chosen
 
 
-def parse_qualities(specs: Sequence[str] | None) -> Qualities:
-    """Qualities from CLI strings: ``5,10,20`` (every codec) or ``jpeg=5,10`` (one codec)."""
+def parse_qualities(
+    specs: Sequence[str] | None, codec_names: Callable[[str], list[str]] = parse_codec_names
+) -> Qualities:
+    """Qualities from CLI strings: ``5,10,20`` (every codec) or ``jpeg=5,10`` (one codec);
+    ``codec_names`` expands and checks the codec part (default: the image codecs)."""
     if not specs:
         return None
     common: list[int] = []
@@ -93,7 +96,7 @@ def parse_qualities(specs: Sequence[str] | None) -> Qualities:
         if not qs:
             raise EvaluationError(f"bad quality list '{spec}' (want e.g. 5,10,20)")
         if sep:
-            for codec in parse_codec_names(name):
+            for codec in codec_names(name):
                 per_codec.setdefault(codec, []).extend(qs)
         else:
             common.extend(qs)
@@ -272,11 +275,7 @@ def run_rd(
         "codecs": codec_info,
         "reference": {"csv": _shown_path(reference_path), "codec": ref_codec},
         "bd": bd_rows(curves, reference, ref_codec),
-        "records": records,
-        "evaluated": evaluated,
-        "reused": len(records) - evaluated,
-        "elapsed_s": time.perf_counter() - started,
-        "environment": environment(),
+        **run_totals(records, evaluated, started),
     }
     if plot is not None:
         from .plot import plot_rd

@@ -1,0 +1,189 @@
+"""Video in the ``lcodec`` command: ``encode``, ``decode`` and ``info`` of ``.lcv`` files.
+
+``cli/main.py`` hands a command over when :func:`is_video_encode` or :func:`is_lcv` says
+so.  Outputs are written to a temporary file (or folder) and renamed, so a failure leaves
+nothing.  A damaged file is an error (one ``error:`` line naming the first damaged frame,
+status 2), unless ``decode --salvage``: then the intact frames before the damage are
+written, a ``warning:`` line says what was lost, and the status is 0.  The progress bar
+(frames per second) shows on a terminal only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .io import CliError, atomic_dir, atomic_path
+
+LCV_SUFFIX = ".lcv"
+
+
+def add_encode_options(p: argparse.ArgumentParser) -> None:
+    """The video-only options of ``encode``."""
+    from bitstream.video import DEFAULT_GOP
+
+    p.add_argument(
+        "--gop",
+        type=int,
+        help=f"video: intra period in frames, 0 = one I-frame (default {DEFAULT_GOP})",
+    )
+    p.add_argument("--size", help="raw .yuv input (yuv420p): frame size WxH")
+    p.add_argument(
+        "--fps", help="frame rate, e.g. 25 or 30000/1001 (needed for raw .yuv; else overrides)"
+    )
+    _add_inter_option(p, "video: code P-frames with this P-frame model (default: all-intra)")
+
+
+def _add_inter_option(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--inter-model", type=Path, metavar="WEIGHTS", help=text)
+
+
+def add_decode_options(p: argparse.ArgumentParser) -> None:
+    """The video-only options of ``decode``."""
+    p.add_argument(
+        "--salvage",
+        action="store_true",
+        help="video: write the intact frames before the first damaged one (status 0)",
+    )
+    _add_inter_option(p, "video: the P-frame model the file names (default: the shipped one)")
+
+
+def is_video_encode(args: argparse.Namespace) -> bool:
+    """Whether ``encode`` should code a video: a video input or an ``.lcv`` output."""
+    from codec.video_io import VIDEO_SUFFIXES
+
+    return args.input.suffix.lower() in VIDEO_SUFFIXES or is_lcv(args.output)
+
+
+def is_lcv(path: Path) -> bool:
+    return path.suffix.lower() == LCV_SUFFIX
+
+
+def _load(args: argparse.Namespace, inter_id: str = ""):
+    """The video codec: the image model, and a P-frame model when ``--inter-model`` names one
+    or (decoding) the file needs one (``inter_id``), then from the default path."""
+    import codec
+    from codec.inter_coder import InterCoder
+    from codec.inter_weights import DEFAULT_INTER_WEIGHTS
+    from codec.video import VideoCodec
+
+    path = args.inter_model
+    if path is None and inter_id:
+        if not DEFAULT_INTER_WEIGHTS.is_file():
+            raise CliError(f"video needs P-frame model {inter_id}: give it with --inter-model")
+        path = DEFAULT_INTER_WEIGHTS
+    inter = InterCoder(path) if path is not None else None
+    return VideoCodec(codec.load_model(args.model), inter)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from bitstream.video import DEFAULT_GOP
+    from codec.video import encode_video
+    from codec.video_io import parse_fps, parse_size
+
+    if args.target_bpp is not None or args.downscale != 1:
+        raise CliError("--target-bpp and --downscale are for pictures, not video")
+    if not is_lcv(args.output):
+        raise CliError(f"video output must end in {LCV_SUFFIX}: {args.output}")
+    gop = DEFAULT_GOP if args.gop is None else args.gop
+    if gop < 0:
+        raise CliError("--gop must be 0 (one I-frame) or a positive intra period")
+    size = parse_size(args.size) if args.size else None
+    fps = parse_fps(args.fps) if args.fps else None
+    if not args.input.is_file():
+        raise CliError(f"no such file: {args.input}")
+    model = _load(args)
+    quality = 4 if args.quality is None else args.quality
+    with atomic_path(args.output) as tmp:
+        summary = encode_video(
+            args.input, tmp, quality, gop, size=size, fps=fps, codec=model, progress=_tty()
+        )
+    types = summary.types
+    print(
+        f"{args.output}: {len(summary.frames)} frames ({types['I']} I, {types['P']} P;"
+        f" gop {gop} requested{_all_intra_note(summary.header.inter_id)}),"
+        f" {summary.bytes} bytes, {summary.bpp:.4f} bpp"
+    )
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from codec.video import decode_video, scan_video
+    from codec.video_io import output_kind
+
+    kind = output_kind(args.output)
+    if getattr(args, "enhance", None) is not None:
+        raise CliError("--enhance is for pictures, not video")
+    if not args.input.is_file():
+        raise CliError(f"no such file: {args.input}")
+    scanned = scan_video(args.input)  # report a damaged file before loading the model
+    if scanned.damage is not None and not (args.salvage and scanned.frames):
+        raise scanned.damage
+    model = _load(args, scanned.header.inter_id)
+    place = atomic_dir if kind == "png" else atomic_path
+    with place(args.output) as tmp:
+        summary = decode_video(args.input, tmp, args.salvage, codec=model, progress=_tty())
+    if summary.damage is not None:
+        print(
+            f"warning: {summary.damage}; wrote the {len(summary.frames)} intact frames"
+            f" before it to {args.output}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from codec.video import scan_video
+
+    if not args.input.is_file():
+        raise CliError(f"no such file: {args.input}")
+    summary = scan_video(args.input)
+    if summary.damage is not None:
+        raise summary.damage
+    h = summary.header
+    frames = [
+        {"index": f.index, "type": f.type, "bytes": f.bytes, "bits": 8 * f.bytes}
+        | ({"quality": f.quality} if f.quality is not None else {})
+        for f in summary.frames
+    ]
+    info = {
+        "file": str(args.input),
+        "bytes": summary.bytes,
+        "bpp": summary.bpp,
+        "format_version": h.version,
+        "width": h.width,
+        "height": h.height,
+        "frame_count": h.frames,
+        "fps": str(h.fps),
+        "gop_requested": h.gop,
+        "frame_types": summary.types,
+        "intra_model_id": h.intra_id,
+        "intra_model_digest": h.intra_digest.hex(),
+        "inter_model_id": h.inter_id or None,
+        "inter_model_digest": h.inter_digest.hex() if h.inter_id else None,
+        "header_bytes": len(h.pack()),
+        "frames": frames,
+    }
+    note = _all_intra_note(h.inter_id)
+    if note:
+        info["note"] = note.removeprefix("; ")
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        if key != "frames":
+            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    for f in frames:
+        quality = f" quality {f['quality']}" if "quality" in f else ""
+        print(f"  frame {f['index']}: {f['type']} {f['bytes']} bytes ({f['bits']} bits){quality}")
+    return 0
+
+
+def _all_intra_note(inter_id: str) -> str:
+    return "" if inter_id else "; no P-frame model (--inter-model), so every frame is an I-frame"
+
+
+def _tty() -> bool:
+    return sys.stderr.isatty()

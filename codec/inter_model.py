@@ -1,0 +1,155 @@
+"""The P-frame network: motion estimation, motion coding, motion compensation, residual coding.
+
+Data flow (training and coding alike), for frame ``x`` and the previous *decoded* frame
+``r``, both padded to a multiple of ``ALIGN``::
+
+    flow     = FlowNet(x, r)                                   encoder only
+    flow_hat = motion autoencoder(flow)                        hyperprior latent, coded
+    pred     = warp(r, flow_hat) + mc(warp(r, flow_hat), flow_hat)
+    res_hat  = residual autoencoder(x - pred)                  hyperprior latent, coded
+    x_hat    = pred + res_hat
+
+Both autoencoders are the image codec's transforms (:mod:`codec.layers`) and hyperprior
+(:mod:`codec.hyperprior`), without an importance map, with per-quality channel gains
+trained for the image model's lambdas, so quality ``q`` of a P-frame aims at the same
+trade-off as quality ``q`` of an I-frame.
+
+The probability path is exact: every table index comes from a hyper-latent through the
+integer hyper-synthesis (:class:`codec.latent_coder.LatentCoder`), never from float
+features of the reference, so the entropy decoder cannot lose sync on any machine.  The
+*pixels* of the prediction and of the residual are float computations: on the same machine
+they are bit-exact (native convolutions, see :mod:`codec.determinism`), across machines
+(say a GPU encoder and a CPU decoder) they may differ in the last bits, and that drift can
+build up from P-frame to P-frame but never past the next I-frame: it is bounded by the GOP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .flow import FlowNet, warp
+from .hyperprior import MeanScaleHyperprior
+from .layers import analysis_transform, synthesis_transform
+from .model import DEFAULT_LAMBDAS, QualityConfig
+
+#: The motion autoencoder codes ``flow * FLOW_SCALE`` (flows are tens of pixels; the
+#: transforms prefer inputs near unit size) and decodes ``flow_hat / FLOW_SCALE``.
+FLOW_SCALE = 0.25
+
+
+@dataclass(frozen=True)
+class InterConfig(QualityConfig):
+    """Architecture hyper-parameters; stored in the weights file."""
+
+    flow_levels: int = 4  # pyramid levels of the flow estimator (finest: 1/2 resolution)
+    flow_channels: int = 24
+    nm: int = 48  # motion transform channels
+    mm: int = 64  # motion latent channels
+    mz: int = 32  # motion hyper-latent channels
+    n: int = 64  # residual transform channels
+    m: int = 96  # residual latent channels
+    nz: int = 48  # residual hyper-latent channels
+    mc: int = 32  # motion-compensation CNN channels (0: plain warping)
+    lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
+
+
+class LatentAutoencoder(MeanScaleHyperprior):
+    """One coded signal of ``cin`` channels: transforms, hyperprior, per-quality gains."""
+
+    def __init__(self, cin: int, n: int, m: int, nz: int, qualities: int) -> None:
+        super().__init__()
+        self.g_a = analysis_transform(n, m, cin)
+        self.g_s = synthesis_transform(m, n, cin)
+        self.add_hyperprior(m, n, nz)
+        ramp = torch.linspace(-1.0, 1.0, qualities).view(qualities, 1).expand(qualities, m)
+        self.log_gain = nn.Parameter(ramp.clone())
+
+    def gain(self, quality: Tensor) -> Tensor:
+        return torch.exp(self.log_gain[quality]).view(-1, self.m, 1, 1)
+
+    def analyse(self, x: Tensor, quality: Tensor) -> Tensor:
+        """The scaled latent ``y`` whose rounding is coded."""
+        return self.g_a(x) * self.gain(quality)
+
+    def synthesize(self, y_hat: Tensor, quality: Tensor) -> Tensor:
+        return self.g_s(y_hat / self.gain(quality))
+
+    def forward(
+        self, x: Tensor, quality: Tensor, mode: str, temperature: float = 0.0
+    ) -> tuple[Tensor, Tensor]:
+        """Reconstruction and bits per batch item (``y`` and ``z``)."""
+        y_hat, _, y_bits, z_bits = self.hyperprior(self.analyse(x, quality), mode, temperature)
+        return self.synthesize(y_hat, quality), y_bits.flatten(1).sum(1) + z_bits
+
+
+class MotionCompensation(nn.Module):
+    """Refines the warped reference from it and the flow, at half resolution; starts as
+    the identity (last layer zero)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        last = nn.Conv2d(channels, 12, 3, padding=1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(
+            nn.PixelUnshuffle(2),
+            nn.Conv2d(20, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            last,
+            nn.PixelShuffle(2),
+        )
+
+    def forward(self, warped: Tensor, flow: Tensor) -> Tensor:
+        return warped + self.net(torch.cat([warped, flow * FLOW_SCALE], dim=1))
+
+
+class InterCodec(nn.Module):
+    """Variable-rate P-frame codec: flow estimation, coded flow, prediction, coded residual."""
+
+    #: Frames are padded to a multiple of this (the downsampling of h_a o g_a).
+    ALIGN = 64
+
+    def __init__(self, config: InterConfig = InterConfig()) -> None:
+        super().__init__()
+        self.config = c = config
+        self.flow = FlowNet(c.flow_levels, c.flow_channels)
+        self.motion = LatentAutoencoder(2, c.nm, c.mm, c.mz, c.qualities)
+        self.residual = LatentAutoencoder(3, c.n, c.m, c.nz, c.qualities)
+        self.mc = MotionCompensation(c.mc) if c.mc else None
+
+    def predict(self, reference: Tensor, flow_hat: Tensor) -> Tensor:
+        """The motion-compensated prediction from the reference and the decoded flow."""
+        warped = warp(reference, flow_hat)
+        return warped if self.mc is None else self.mc(warped, flow_hat)
+
+    def forward(
+        self,
+        x: Tensor,
+        reference: Tensor,
+        quality: Tensor,
+        mode: str = "hard",
+        temperature: float = 0.0,
+    ) -> dict[str, Tensor]:
+        """Reconstruction, prediction and bits per item (motion, residual) of a P-frame.
+
+        ``x`` and ``reference`` are (B, 3, H, W) in [0, 1] with H, W multiples of ALIGN.
+        """
+        flow = self.flow(x, reference)
+        flow_hat, motion_bits = self.motion(flow * FLOW_SCALE, quality, mode, temperature)
+        prediction = self.predict(reference, flow_hat / FLOW_SCALE)
+        residual_hat, residual_bits = self.residual(x - prediction, quality, mode, temperature)
+        return {
+            "x_hat": prediction + residual_hat,
+            "prediction": prediction,
+            "motion_bits": motion_bits,
+            "residual_bits": residual_bits,
+        }
+
+    def aux_loss(self) -> Tensor:
+        """Quantile losses of both factorized densities (CompressAI)."""
+        return self.motion.aux_loss() + self.residual.aux_loss()

@@ -1,0 +1,321 @@
+"""Train the P-frame model: ``python -m codec.train_inter --clips DIR --photos DIR --out RUN``.
+
+Each step codes a batch of short sequences (``--frames`` consecutive frames: crops of
+real clips and synthetic camera motion over photos, :mod:`codec.video_data`).  The first
+frame is the I-frame: coded by the frozen image model (``--intra``, default the shipped
+one, at the same quality as the P-frames) or, with ``--intra noise``, the original plus a
+little noise (faster).  The other frames are P-frames, each predicted from the previous
+*reconstruction* (rounded to 8 bits, straight-through), so the model learns to keep errors
+from building up over a GOP.  Loss: the mean over P-frames of
+``bpp + lambda * 255^2 * MSE``, with ``bpp`` the cross-entropy of exactly what the coder
+writes (motion and residual latents and hyper-latents) and ``lambda`` the quality's.
+
+Stages: for the first ``--flow-steps`` steps only the flow estimator trains, on the warping
+error at every pyramid level plus the error against the true flow of synthetic motion (a
+warm-up: rate-distortion gradients through a random flow are useless); then everything
+trains on the rate-distortion loss, with the image trainer's schedule (soft-to-hard
+quantization, then straight-through; cosine learning rate).
+
+The last ``--holdout-clips`` clips and ``--holdout-photos`` photos (by name) are kept out;
+fixed sequences drawn from them are coded every ``--val-every`` steps into
+``RUN/val_log.csv``: the flow's warping alone (quality ``-``) and hard-quantized coding at
+the lowest, middle and highest quality.  Both logs give ``static_psnr``, the PSNR of the
+reference itself, the baseline the prediction must beat.
+
+Resumable (``RUN/checkpoint.pt``), logged to ``RUN/train_log.csv``, exported to
+``RUN/model.safetensors`` (:mod:`codec.inter_weights`).  Never train on ``video/test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .flow import warp
+from .inter_model import InterCodec, InterConfig
+from .inter_weights import export_inter_weights, load_inter_model
+from .model import DEFAULT_LAMBDAS, ImportanceCodec
+from .quantization import straight_through_round
+from .train import list_images, load_pyramid
+from .training import (
+    TrainState,
+    add_run_arguments,
+    add_schedule_arguments,
+    csv_log,
+    read_checkpoint,
+    schedule,
+)
+from .video_data import Sequences, load_clips, random_sequences
+from .zoo import DEFAULT_WEIGHTS, load_model
+
+LOG_COLUMNS = [
+    "step",
+    "elapsed_s",
+    "stage",
+    "lr",
+    "mode",
+    "temperature",
+    "loss",
+    "bpp",
+    "motion_bpp",
+    "psnr",
+    "prediction_psnr",
+    "static_psnr",
+]
+VAL_COLUMNS = ["step", "quality", *LOG_COLUMNS[6:]]
+#: Weight of the end-point error (pixels) against the warping MSE in the flow warm-up.
+EPE_WEIGHT = 0.1
+
+
+def to_8bit(x: Tensor) -> Tensor:
+    """``x`` clamped to [0, 1] and rounded to 8 bits as the decoder does (straight through)."""
+    return straight_through_round(x.clamp(0, 1) * 255.0) / 255.0
+
+
+def psnr(mse: Tensor) -> float:
+    return (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean().item()
+
+
+def flow_loss(model: InterCodec, batch: Sequences) -> tuple[Tensor, dict[str, float]]:
+    """Warm-up loss of the flow estimator on consecutive frames, at every pyramid level: the
+    warping error, plus ``EPE_WEIGHT`` times the end-point error where the true flow is
+    known (synthetic motion; SpyNet itself is trained on true flows)."""
+    cur, ref = batch.frames[:, 1:].flatten(0, 1), batch.frames[:, :-1].flatten(0, 1)
+    known = batch.known.repeat_interleave(batch.flows.shape[1])
+    true = batch.flows.flatten(0, 1)[known]
+    flows = model.flow.pyramid_flows(cur, ref)
+    loss = cur.new_zeros(())
+    for level, flow in zip(range(len(flows), 0, -1), flows, strict=True):
+        c, r = F.avg_pool2d(cur, 2**level), F.avg_pool2d(ref, 2**level)
+        loss = loss + (warp(r, flow) - c).pow(2).mean()
+        if len(true):
+            error = flow[known] - F.avg_pool2d(true, 2**level) / 2**level
+            loss = loss + EPE_WEIGHT * error.norm(dim=1).mean()
+    mse = (warp(ref, model.flow(cur, ref)) - cur).pow(2).flatten(1).mean(1)
+    static = (ref - cur).pow(2).flatten(1).mean(1)
+    nothing_coded = {"bpp": 0.0, "motion_bpp": 0.0, "psnr": float("nan")}
+    stats = {"prediction_psnr": psnr(mse), "static_psnr": psnr(static)}
+    return loss, {"loss": loss.item(), **nothing_coded, **stats}
+
+
+def intra_frame(x: Tensor, quality: Tensor, intra: ImportanceCodec | None) -> Tensor:
+    """The I-frame reconstruction the first P-frame is predicted from."""
+    with torch.no_grad():
+        if intra is None:
+            return to_8bit(x + torch.randn_like(x) * (2.0 / 255.0))
+        return to_8bit(intra(x, quality, "hard")["x_hat"])
+
+
+def rd_loss(
+    model: InterCodec,
+    seq: Tensor,
+    quality: Tensor,
+    lambdas: Tensor,
+    intra: ImportanceCodec | None,
+    mode: str,
+    temperature: float,
+) -> tuple[Tensor, dict[str, float]]:
+    """Mean over the P-frames of ``bpp + lambda * 255^2 * MSE``, unrolled from the I-frame.
+
+    The statistics also give the PSNR of the prediction and, as the baseline it should
+    beat, of the reference itself (no motion compensation)."""
+    reference = intra_frame(seq[:, 0], quality, intra)
+    pixels = seq.shape[3] * seq.shape[4]
+    loss, stats = seq.new_zeros(()), []
+    for t in range(1, seq.shape[1]):
+        x = seq[:, t]
+        out = model(x, reference, quality, mode, temperature)
+        motion = out["motion_bits"] / pixels
+        bpp = motion + out["residual_bits"] / pixels
+        mse = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
+        loss = loss + (bpp + lambdas * 255.0**2 * mse).mean()
+        pred_mse = (out["prediction"].clamp(0, 1) - x).pow(2).flatten(1).mean(1)
+        static_mse = (reference - x).pow(2).flatten(1).mean(1)
+        reference = to_8bit(out["x_hat"])
+        coded_mse = (reference - x).pow(2).flatten(1).mean(1)
+        stats.append(
+            [bpp.mean().item(), motion.mean().item()]
+            + [psnr(coded_mse), psnr(pred_mse), psnr(static_mse)]
+        )
+    loss = loss / (seq.shape[1] - 1)
+    keys = LOG_COLUMNS[7:]
+    return loss, {"loss": loss.item(), **dict(zip(keys, np.mean(stats, axis=0), strict=True))}
+
+
+@torch.no_grad()
+def validate(
+    model: InterCodec, batch: Sequences, intra: ImportanceCodec | None, lambdas: Tensor
+) -> list[list]:
+    """Rows of the validation log: the flow estimator's warping alone (quality ``-``), then
+    hard-quantized coding at the lowest, middle and highest quality."""
+    model.eval()
+    rows = [["-", *flow_loss(model, batch)[1].values()]]
+    seq = batch.frames
+    count = model.config.qualities
+    for q in sorted({0, count // 2, count - 1}):
+        quality = torch.full((seq.shape[0],), q, dtype=torch.long, device=seq.device)
+        stats = rd_loss(model, seq, quality, lambdas[quality], intra, "hard", 0.0)[1]
+        rows.append([q + 1, *(stats[k] for k in LOG_COLUMNS[6:])])
+    model.train()
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--clips", type=Path, help="folder of training video clips")
+    ap.add_argument("--photos", type=Path, help="folder of photos for synthetic motion")
+    ap.add_argument("--out", type=Path, required=True, help="run folder")
+    ap.add_argument("--steps", type=int, default=100000)
+    ap.add_argument("--flow-steps", type=int, default=5000, help="flow-only warm-up steps")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--crop", type=int, default=192, help="multiple of 64")
+    ap.add_argument("--frames", type=int, default=4, help="frames per sequence (1 I, rest P)")
+    ap.add_argument("--synthetic", type=float, default=0.3, help="share of synthetic motion")
+    ap.add_argument("--clip-scale", type=float, default=0.5, help="downscale of the clips")
+    ap.add_argument("--clip-frames", type=int, default=300, help="frames kept per clip")
+    ap.add_argument(
+        "--intra",
+        default=str(DEFAULT_WEIGHTS),
+        help="image-model weights coding the I-frames, or 'noise' (original plus noise)",
+    )
+    add_schedule_arguments(ap, lr=1e-4, lr_min=1e-5, soft_until=0.3)
+    ap.add_argument("--mc", type=int, default=32, help="motion-compensation channels (0: none)")
+    ap.add_argument("--holdout-clips", type=int, default=1, help="clips kept for validation")
+    ap.add_argument("--holdout-photos", type=int, default=4, help="photos kept for validation")
+    ap.add_argument("--val-batch", type=int, default=4, help="validation sequences")
+    add_run_arguments(ap)
+    ap.add_argument("--init", type=Path, help="start from these exported P-frame weights")
+    return ap
+
+
+Source = tuple[list[Tensor], list[Tensor]]  # clips, photos
+
+
+def load_data(args: argparse.Namespace) -> tuple[Source, Source]:
+    """Training and held-out (clips, photos): clips cached in the run folder, photos large
+    enough for synthetic motion.  The last clips and photos (sorted by name) are held out."""
+    clips, val_clips, photos, val_photos = [], [], [], []
+    if args.clips:
+        cache = args.out / "clip_cache"
+        clips = load_clips(args.clips, cache, args.crop, args.clip_scale, args.clip_frames)
+        clips, val_clips = _split(clips, args.holdout_clips)
+    if args.photos:
+        paths, val_paths = _split(list_images(args.photos), args.holdout_photos)
+        photos, val_photos = (
+            [p for p in load_pyramid(ps, (1.0, 0.5)) if min(p.shape[1:]) >= 2 * args.crop]
+            for ps in (paths, val_paths)
+        )
+    if not clips and not photos:
+        raise SystemExit("error: no training data: give --clips and/or --photos")
+    print(
+        f"training on {len(clips)} clips ({sum(c.shape[0] for c in clips)} frames) and"
+        f" {len(photos)} photos; {len(val_clips)} clips, {len(val_photos)} photos held out"
+    )
+    return (clips, photos), (val_clips, val_photos)
+
+
+def _split(items: list, holdout: int) -> tuple[list, list]:
+    return items[: len(items) - holdout], items[len(items) - holdout :]
+
+
+def build_model(
+    args: argparse.Namespace, ckpt: dict | None, intra: ImportanceCodec | None
+) -> InterCodec:
+    """From the checkpoint, else ``--init``, else new (lambdas: the I-frame model's)."""
+    if ckpt is not None:
+        model = InterCodec(InterConfig.from_dict(ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
+    elif args.init:
+        model = load_inter_model(args.init, trainable=True)
+    else:
+        lambdas = intra.config.lambdas if intra is not None else DEFAULT_LAMBDAS
+        model = InterCodec(InterConfig(mc=args.mc, lambdas=lambdas))
+    if intra is not None and intra.config.lambdas != model.config.lambdas:
+        print("warning: the I-frame model was trained for other lambdas than this P-frame model")
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.crop % InterCodec.ALIGN:
+        raise SystemExit(f"error: --crop must be a multiple of {InterCodec.ALIGN}")
+    if args.frames < 2:
+        raise SystemExit("error: --frames must be at least 2 (an I-frame and a P-frame)")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    device = torch.device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    (clips, photos), held_out = load_data(args)
+    val_batch = None
+    if any(held_out):  # fixed sequences, the same after a resume
+        val_rng = random.Random(args.seed + 1)
+        val_batch = random_sequences(
+            *held_out, args.val_batch, args.frames, args.crop, val_rng, args.synthetic
+        ).to(device)
+    intra = None
+    if args.intra != "noise":
+        intra = load_model(args.intra).to(device).eval()
+        intra.requires_grad_(False)
+
+    ckpt_path = args.out / "checkpoint.pt"
+    ckpt = read_checkpoint(ckpt_path)
+    model = build_model(args, ckpt, intra).to(device).train()
+    state = TrainState(model, args.lr, rng, ckpt_path, ckpt)
+    lambdas_all = torch.tensor(model.config.lambdas, device=device)
+    writer, log = csv_log(args.out / "train_log.csv", LOG_COLUMNS)
+    val_writer, val_log = csv_log(args.out / "val_log.csv", VAL_COLUMNS)
+
+    start, acc = time.time(), []
+    while state.step < args.steps:
+        mode, temperature, lr = schedule(state.step, args)
+        batch = random_sequences(
+            clips, photos, args.batch, args.frames, args.crop, rng, args.synthetic
+        ).to(device)
+        stage = "flow" if state.step < args.flow_steps else "rd"
+        if stage == "flow":
+            loss, stats = flow_loss(model, batch)
+        else:
+            quality = torch.randint(0, model.config.qualities, (args.batch,)).to(device)
+            loss, stats = rd_loss(
+                model, batch.frames, quality, lambdas_all[quality], intra, mode, temperature
+            )
+        state.update(loss, lr)
+        step = state.step
+        acc.append([stats[k] for k in LOG_COLUMNS[6:]])
+        if step % args.log_every == 0 or step == args.steps:
+            means = np.mean(acc, axis=0)
+            acc.clear()
+            head = [step, f"{time.time() - start:.1f}", stage, f"{lr:.3g}", mode]
+            writer.writerow(head + [f"{temperature:.4f}", *(f"{v:.4f}" for v in means)])
+            log.flush()
+            print(
+                f"step {step} {stage} loss {means[0]:.4f} bpp {means[1]:.3f}"
+                f" (motion {means[2]:.3f}) psnr {means[3]:.2f} pred {means[4]:.2f}"
+                f" static {means[5]:.2f}",
+                flush=True,
+            )
+        if val_batch is not None and (step % args.val_every == 0 or step == args.steps):
+            for row in validate(model, val_batch, intra, lambdas_all):
+                val_writer.writerow([step, row[0], *(f"{v:.4f}" for v in row[1:])])
+            val_log.flush()
+        if step % args.ckpt_every == 0 or step == args.steps:
+            state.save()
+    log.close()
+    val_log.close()
+    export_inter_weights(model.eval().cpu(), args.out / "model.safetensors")
+    print(f"exported {args.out / 'model.safetensors'}")
+
+
+if __name__ == "__main__":
+    main()

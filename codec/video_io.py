@@ -1,0 +1,215 @@
+"""Reading and writing uncompressed or classically coded video as RGB frames, with PyAV.
+
+Inputs: anything FFmpeg demuxes (``.mp4``, ``.mkv``, ``.avi``, ``.y4m``, ...) and raw
+``.yuv`` files (8-bit ``yuv420p``, size and frame rate given).  Outputs: ``.y4m`` (8-bit
+``yuv420p``), ``.mkv`` with lossless FFV1 in RGB (``bgr0``, so the decoded RGB is kept
+exactly), or a folder of PNG frames.  Both directions stream one frame at a time.
+
+YUV and RGB are converted with BT.601 matrices, in the range the frame says (full for
+JPEG-range sources, limited otherwise); written YUV is limited range.  The evaluation
+converts with the same functions, so every codec is measured the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import ColorRange
+from PIL import Image
+
+RAW_SUFFIX = ".yuv"
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".y4m", ".mov", ".webm", RAW_SUFFIX}
+OUTPUTS = {".y4m": ("yuv4mpegpipe", "rawvideo", "yuv420p"), ".mkv": ("matroska", "ffv1", "bgr0")}
+
+
+class VideoIOError(ValueError):
+    """A video file that cannot be read or written (message names the file)."""
+
+
+def to_rgb(frame: av.VideoFrame, full_range: bool | None = None) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 RGB array of a decoded frame (BT.601; full or limited range
+    as ``full_range`` says, by default as the frame says)."""
+    full = full_range
+    if full is None:
+        full = frame.color_range == ColorRange.JPEG or frame.format.name.startswith("yuvj")
+    return frame.to_ndarray(
+        format="rgb24", src_colorspace="itu601", src_color_range="JPEG" if full else "MPEG"
+    )
+
+
+def to_yuv420(rgb: np.ndarray, full_range: bool = False) -> av.VideoFrame:
+    """A ``yuv420p`` frame of an RGB array (BT.601; limited range unless ``full_range``)."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return frame.reformat(
+        format="yuv420p", dst_colorspace="itu601", dst_color_range="JPEG" if full_range else "MPEG"
+    )
+
+
+def planes(frame: av.VideoFrame) -> list[np.ndarray]:
+    """The Y, U and V planes of a planar YUV frame as 2-D uint8 arrays (padding removed)."""
+    out = []
+    for p in frame.planes:
+        rows = np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)
+        out.append(rows[:, : p.width])
+    return out
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` as ``(width, height)``."""
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+        raise VideoIOError(f"bad frame size {text!r} (want WxH, e.g. 416x240)")
+    return int(w), int(h)
+
+
+def parse_fps(text: str) -> Fraction:
+    """A frame rate such as ``25``, ``29.97`` or ``30000/1001``."""
+    try:
+        fps = Fraction(text).limit_denominator(1 << 20)
+    except (ValueError, ZeroDivisionError):
+        fps = Fraction(0)
+    if fps <= 0:
+        raise VideoIOError(f"bad frame rate {text!r} (want e.g. 25 or 30000/1001)")
+    return fps
+
+
+class ClipReader:
+    """The frames of a video file as RGB arrays: ``with ClipReader(path) as clip``, then
+    ``clip.width``, ``clip.height``, ``clip.fps``, ``clip.frames`` (None if unknown) and
+    ``for rgb in clip``.  Raw ``.yuv`` needs ``size`` (width, height) and ``fps``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        size: tuple[int, int] | None = None,
+        fps: Fraction | None = None,
+    ) -> None:
+        self.path = Path(path)
+        raw = self.path.suffix.lower() == RAW_SUFFIX
+        if raw and (size is None or fps is None):
+            raise VideoIOError(f"raw video {self.path} needs --size WxH and --fps F")
+        if not raw and size is not None:
+            raise VideoIOError("--size is only for raw .yuv input")
+        if not self.path.is_file():
+            raise VideoIOError(f"no such file: {self.path}")
+        options, fmt = {}, None
+        if raw:
+            fmt, self.frames = "rawvideo", self._raw_frames(size)
+            options = {"video_size": f"{size[0]}x{size[1]}", "pixel_format": "yuv420p"}
+            options["framerate"] = str(fps)
+        try:
+            self._container = av.open(str(self.path), format=fmt, options=options)
+        except av.FFmpegError as e:
+            raise VideoIOError(f"cannot read video {self.path}: {e}") from None
+        if not self._container.streams.video:
+            self.close()
+            raise VideoIOError(f"no video stream in {self.path}")
+        self._stream = self._container.streams.video[0]
+        ctx = self._stream.codec_context
+        self.width, self.height = ctx.width, ctx.height
+        self.fps = fps or self._stream.average_rate or self._stream.guessed_rate
+        if not self.fps:
+            self.close()
+            raise VideoIOError(f"unknown frame rate of {self.path}; give --fps")
+        self.fps = Fraction(self.fps)
+        if not raw:
+            self.frames = self._stream.frames or None
+
+    def _raw_frames(self, size: tuple[int, int]) -> int:
+        """Frame count of a raw yuv420p file (which must hold whole frames)."""
+        w, h = size
+        frame_bytes = w * h + 2 * (-(-w // 2)) * (-(-h // 2))
+        total = self.path.stat().st_size
+        if total == 0 or total % frame_bytes:
+            raise VideoIOError(
+                f"raw video {self.path}: {total} bytes is not a whole number of {w}x{h}"
+                f" yuv420p frames ({frame_bytes} bytes each)"
+            )
+        return total // frame_bytes
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        index = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                if (frame.width, frame.height) != (self.width, self.height):
+                    raise VideoIOError(f"frame size changes at frame {index} of {self.path}")
+                yield to_rgb(frame)
+                index += 1
+        except av.FFmpegError as e:
+            raise VideoIOError(f"cannot decode frame {index} of {self.path}: {e}") from None
+        if index == 0:
+            raise VideoIOError(f"no frames in {self.path}")
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> ClipReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def output_kind(path: str | Path) -> str:
+    """``".y4m"`` or ``".mkv"`` for those files, ``"png"`` for a folder (no suffix)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in OUTPUTS:
+        return suffix
+    if not suffix:
+        return "png"
+    raise VideoIOError(
+        f"unknown video output {suffix!r}: use .y4m, .mkv (lossless FFV1) or a folder for PNGs"
+    )
+
+
+class ClipWriter:
+    """Writes RGB frames to ``.y4m``, FFV1 ``.mkv`` or a folder of PNGs (``000000.png``...),
+    chosen by :func:`output_kind`; a folder must exist."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: Fraction) -> None:
+        self.path = Path(path)
+        self.kind = output_kind(self.path)
+        self.frames = 0
+        self._container = None
+        if self.kind == "png":
+            return
+        fmt, codec, pix_fmt = OUTPUTS[self.kind]
+        try:
+            self._container = av.open(str(self.path), "w", format=fmt)
+            self._stream = self._container.add_stream(codec, rate=Fraction(fps))
+        except av.FFmpegError as e:
+            raise VideoIOError(f"cannot write video {self.path}: {e}") from None
+        self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one ``(H, W, 3)`` uint8 frame."""
+        if self._container is None:
+            Image.fromarray(rgb).save(self.path / f"{self.frames:06d}.png")
+        else:
+            if self._stream.pix_fmt == "yuv420p":
+                frame = to_yuv420(rgb)
+            else:  # RGB into FFV1: lossless
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                frame = frame.reformat(format=self._stream.pix_fmt)
+            self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and close the file."""
+        if self._container is not None:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> ClipWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._container is not None:
+            self._container.close()

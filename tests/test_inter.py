@@ -1,0 +1,214 @@
+"""The P-frame codec: flow and warping, the tiny random model's real bytes, the video path
+with P-frames, the CLI option and a smoke run of the trainer.
+
+The inter model has random weights (no trained P-frame weights exist): these tests check
+the format, exactness and plumbing, not compression.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bitstream import BitstreamError
+from bitstream.pframe import pack_pframe, unpack_pframe
+from cli.main import main as cli_main
+from codec import Codec, WeightsError
+from codec.flow import FlowNet, warp
+from codec.inter_coder import InterCoder
+from codec.inter_model import InterCodec, InterConfig
+from codec.inter_weights import export_inter_weights
+from codec.train_inter import main as train_main
+from codec.video import VideoCodec, encode_video, iter_frames, scan_video
+
+from .conftest import smooth_image
+from .test_video import frames_of, write_clip
+
+TINY = InterConfig(flow_levels=3, flow_channels=8, nm=8, mm=16, mz=8, n=16, m=16, nz=8, mc=8)
+
+
+@pytest.fixture(scope="module")
+def inter_weights(tmp_path_factory):
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("inter") / "tiny-inter.safetensors"
+    export_inter_weights(InterCodec(TINY), path, model_id="tiny-inter")
+    return path
+
+
+@pytest.fixture(scope="module")
+def inter(inter_weights) -> InterCoder:
+    return InterCoder(inter_weights)
+
+
+def moving_pair(h: int = 40, w: int = 70) -> tuple[np.ndarray, np.ndarray]:
+    """(current, reference): a smooth picture moved by 3 pixels."""
+    base = smooth_image(h, w + 3, seed=2)
+    return np.ascontiguousarray(base[:, 3:]), np.ascontiguousarray(base[:, :w])
+
+
+def test_shapes_and_bits() -> None:
+    net = InterCodec(TINY).train()
+    x, ref = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)
+    out = net(x, ref, torch.tensor([0, 7]), "soft", 0.5)
+    assert out["x_hat"].shape == out["prediction"].shape == x.shape
+    for key in ("motion_bits", "residual_bits"):
+        assert out[key].shape == (2,) and torch.isfinite(out[key]).all() and (out[key] > 0).all()
+    assert FlowNet(3, 8)(x, ref).shape == (2, 2, 64, 128)
+
+
+def test_warp_identity_and_integer_shift() -> None:
+    x = torch.rand(1, 3, 9, 12)
+    assert torch.allclose(warp(x, torch.zeros(1, 2, 9, 12)), x, atol=1e-6)
+    flow = torch.zeros(1, 2, 9, 12)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0  # dx = 2, dy = -1
+    out = warp(x, flow)
+    assert torch.allclose(out[:, :, 1:, :-2], x[:, :, :-1, 2:], atol=1e-5)
+    assert torch.allclose(out[:, :, 0, :-2], x[:, :, 0, 2:], atol=1e-5)  # edge replicated
+
+
+def test_payload_round_trip_is_bit_exact(inter) -> None:
+    cur, ref = moving_pair()
+    payload, recon = inter.encode(cur, ref, 3)
+    assert payload[0] == 3 and recon.shape == cur.shape and recon.dtype == np.uint8
+    before = torch.get_num_threads()
+    try:
+        decoded = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            decoded.append(inter.decode(payload, ref))
+    finally:
+        torch.set_num_threads(before)
+    assert (decoded[0] == recon).all() and (decoded[1] == recon).all()
+    assert inter.encode(cur, ref, 3)[0] == payload  # deterministic
+    assert inter.encode(cur, ref, 8)[0][0] == 8  # the payload carries its quality
+    with pytest.raises(ValueError, match="quality"):
+        inter.encode(cur, ref, 9)
+    with pytest.raises(ValueError, match="size"):
+        inter.encode(cur, ref[:-1], 3)
+
+
+def test_bad_payloads_raise_bitstream_errors(inter) -> None:
+    cur, ref = moving_pair()
+    payload, _ = inter.encode(cur, ref, 5)
+    for cut in range(len(payload)):
+        with pytest.raises(BitstreamError):
+            inter.decode(payload[:cut], ref)
+    for bad in (b"\x00" + payload[1:], b"\x09" + payload[1:], payload + b"\0", b"\xff" * 9):
+        with pytest.raises(BitstreamError):
+            inter.decode(bad, ref)
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(len(payload) // 2, len(payload), 10):  # inside the coded data
+        bad = bytearray(payload)
+        bad[pos] ^= 0x55
+        try:  # undetectable without a CRC (the .lcv record has one): no crash, right size
+            assert inter.decode(bytes(bad), ref).shape == ref.shape
+        except BitstreamError:
+            pass
+
+
+def test_weights_of_the_wrong_kind(tiny_weights, inter_weights) -> None:
+    with pytest.raises(WeightsError, match="not a P-frame model"):
+        InterCoder(tiny_weights)
+    with pytest.raises(WeightsError):
+        Codec(inter_weights)
+
+
+def test_pframe_layout() -> None:
+    sections = [b"", bytes(4), bytes(4 * 200), bytes(4 * 20000)]
+    data = pack_pframe(7, sections)
+    assert unpack_pframe(data, 4) == (7, sections)
+    assert len(data) == 1 + 1 + 1 + 2 + 3 + sum(map(len, sections))
+    with pytest.raises(ValueError):
+        pack_pframe(1, [b"abc"])
+
+
+class Recording:
+    """An inter coder that remembers the reconstructions its encoder returned."""
+
+    def __init__(self, inner: InterCoder) -> None:
+        self.inner, self.model_id, self.digest = inner, inner.model_id, inner.digest
+        self.recons: list[np.ndarray] = []
+
+    def encode(self, frame, reference, quality):
+        payload, recon = self.inner.encode(frame, reference, quality)
+        self.recons.append(recon)
+        return payload, recon
+
+    def decode(self, payload, reference):
+        return self.inner.decode(payload, reference)
+
+
+def test_video_with_p_frames(tmp_path, tiny_codec, inter) -> None:
+    src, dst = tmp_path / "in.mkv", tmp_path / "a.lcv"
+    write_clip(src, frames_of(8, 32, 48))
+    recording = Recording(inter)
+    summary = encode_video(src, dst, quality=4, gop=4, codec=VideoCodec(tiny_codec, recording))
+    assert "".join(f.type for f in summary.frames) == "IPPPIPPP"
+    header = scan_video(dst).header
+    assert (header.inter_id, header.inter_digest) == ("tiny-inter", inter.digest)
+    decoded = list(iter_frames(dst, VideoCodec(tiny_codec, inter)))
+    p_frames = [decoded[i] for i in (1, 2, 3, 5, 6, 7)]
+    assert all((a == b).all() for a, b in zip(p_frames, recording.recons, strict=True))
+    with pytest.raises(BitstreamError, match="P-frame model"):
+        list(iter_frames(dst, VideoCodec(tiny_codec)))
+
+
+def test_cli_inter_model(tmp_path, tiny_weights, inter_weights, capsys) -> None:
+    src, lcv, out = tmp_path / "in.y4m", tmp_path / "a.lcv", tmp_path / "out.y4m"
+    write_clip(src, frames_of(3, 32, 48))
+    model = ["--model", str(tiny_weights)]
+    args = [*model, "encode", str(src), "-o", str(lcv), "--inter-model", str(inter_weights)]
+    assert cli_main(args) == 0
+    assert "1 I, 2 P" in capsys.readouterr().out
+    assert cli_main([*model, "decode", str(lcv), "-o", str(out)]) == 2  # no shipped P model
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--inter-model" in err and not out.exists()
+    args = [*model, "decode", str(lcv), "-o", str(out), "--inter-model", str(inter_weights)]
+    assert cli_main(args) == 0 and out.is_file()
+    photo = tmp_path / "p.png"
+    Image.fromarray(smooth_image(16, 16)).save(photo)
+    args = [*model, "encode", str(photo), "-o", str(tmp_path / "p.lcf")]
+    assert cli_main([*args, "--inter-model", str(inter_weights)]) == 2
+
+
+def test_trainer_smoke_resume_and_export(tmp_path, tiny_weights, capsys) -> None:
+    clips, photos, run = tmp_path / "clips", tmp_path / "photos", tmp_path / "run"
+    clips.mkdir()
+    photos.mkdir()
+    write_clip(clips / "a.mkv", frames_of(6, 64, 80))
+    write_clip(clips / "b.mkv", frames_of(4, 64, 64))  # held out for validation
+    for seed in range(2):
+        Image.fromarray(smooth_image(140, 150, seed)).save(photos / f"p{seed}.png")
+    args = ["--clips", clips, "--photos", photos, "--out", run, "--batch", "1", "--crop", "64"]
+    args += ["--frames", "3", "--flow-steps", "2", "--threads", "1", "--log-every", "1"]
+    args += ["--ckpt-every", "2", "--device", "cpu", "--intra", tiny_weights, "--mc", "8"]
+    args += ["--holdout-photos", "0", "--val-every", "2", "--val-batch", "1"]
+    args = [str(a) for a in args]
+    train_main([*args, "--steps", "3"])
+    train_main([*args, "--steps", "5", "--intra", "noise"])
+    assert "resumed" in capsys.readouterr().out
+    with open(run / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["stage"] for r in rows] == ["flow"] * 2 + ["rd"] * 3
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+    assert all(float(r["bpp"]) > 0 for r in rows[2:])
+    with open(run / "val_log.csv") as f:
+        val = list(csv.DictReader(f))
+    assert [(int(r["step"]), r["quality"]) for r in val[:4]] == [
+        (2, "-"),
+        (2, "1"),
+        (2, "5"),
+        (2, "8"),
+    ]
+    assert [int(r["step"]) for r in val[4::4]] == [3, 4, 5]
+    assert all(math.isfinite(float(r["prediction_psnr"])) for r in val)
+    coder = InterCoder(run / "model.safetensors")
+    cur, ref = moving_pair(64, 64)
+    payload, recon = coder.encode(cur, ref, 2)
+    assert (coder.decode(payload, ref) == recon).all()
