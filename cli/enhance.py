@@ -1,50 +1,146 @@
-"""``lcodec enhance``: remove HEVC/HEIC coding artefacts from a decoded picture or video.
+"""``lcodec enhance``: restore a picture or video with a decoder-side network.
 
-The input is a decoded picture (PNG etc.), an HEIC/HEIF file (decoded with pillow-heif) or
-an HEVC/H.264 video (``.mp4``/``.mkv``, decoded with PyAV; written losslessly as FFV1 RGB
-in ``.mkv``, or as ``.y4m`` in the source's YUV format).  The progress bar shows on a
-terminal only.  Errors print one ``error:`` line, return status 2 and leave no
-output file.
+``--task artifacts`` removes HEVC/HEIC coding artefacts from a decoded picture (PNG etc.),
+an HEIC/HEIF file (decoded with pillow-heif) or an HEVC/H.264 video (``.mp4``/``.mkv``,
+decoded with PyAV; written losslessly as FFV1 RGB in ``.mkv``, or as ``.y4m`` in the source's
+YUV format).  ``denoise``, ``sr`` and ``deblur`` (:mod:`postfilter.restore_api`) take
+pictures; ``lcodec decode --enhance`` runs them on a decoded ``.lcf`` file
+(:func:`add_decode_options`, :func:`decode_enhancer`).  The progress bar shows on a terminal
+only.  Errors print one ``error:`` line, return status 2 and leave no output file.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from .io import CliError, atomic_path, read_bytes, write_atomic
 
+if TYPE_CHECKING:
+    from postfilter.restore_api import RestoreRunner
+
 HEIF_EXTS = {".heic", ".heif"}
 VIDEO_EXTS = {".mp4", ".mkv"}
 VIDEO_OUT = {".mkv": ("matroska", "ffv1"), ".y4m": ("yuv4mpegpipe", "rawvideo")}
 Y4M_FORMATS = {"yuv420p", "yuv422p", "yuv444p"}
+#: The options each task takes (argparse destinations); the others must be left unset.
+TASK_OPTIONS = {
+    "artifacts": {"qp"},
+    "denoise": {"sigma"},
+    "sr": {"scale"},
+    "sr2": set(),
+    "sr4": set(),
+    "deblur": {"sigma", "blur_sigma"},
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``enhance`` subcommand to ``subparsers``; it dispatches to :func:`run`."""
     p = subparsers.add_parser(
         "enhance",
-        help="remove coding artefacts from a decoded picture, HEIC file or video",
+        help="remove coding artefacts, noise or blur from a picture, or upscale it",
         description="Post-filter a decoded picture (PNG etc.), an .heic/.heif file or an "
-        ".mp4/.mkv video (written as lossless FFV1 .mkv or .y4m).",
+        ".mp4/.mkv video (written as lossless FFV1 .mkv or .y4m) against coding artefacts; "
+        "denoise, upscale (sr) or deblur a picture.",
     )
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument(
-        "--task", choices=["artifacts"], default="artifacts", help="(default: %(default)s)"
+        "--task",
+        choices=["artifacts", "denoise", "sr", "deblur"],
+        default="artifacts",
+        help="coding artefacts, Gaussian noise, super-resolution or Gaussian blur "
+        "(default: %(default)s)",
     )
-    p.add_argument("--qp", type=float, help="HEVC QP it was coded with (default: estimate it)")
-    p.add_argument("--weights", type=Path, help="post-filter weights (default: the shipped ones)")
+    p.add_argument("--qp", type=float, help="artifacts: HEVC QP (default: estimate it)")
+    _add_sigma_options(p)
+    p.add_argument("--scale", type=int, choices=[2, 4], help="sr: upscaling factor")
+    p.add_argument("--weights", type=Path, help="network weights (default: the shipped ones)")
     p.add_argument(
         "--tile", type=int, default=512, help="tile side in pixels (default: %(default)s)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
     return p
+
+
+def _add_sigma_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sigma",
+        type=float,
+        help="denoise, deblur: std of the Gaussian noise on the 0..255 scale "
+        "(denoise: 0..50, default: estimate it; deblur: 0..25, default 0)",
+    )
+    p.add_argument(
+        "--blur-sigma", type=float, help="deblur: std of the Gaussian blur in pixels (0.5..3)"
+    )
+
+
+def add_decode_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--enhance TASK`` and its options to the ``decode`` subcommand."""
+    p.add_argument(
+        "--enhance",
+        choices=["denoise", "sr2", "sr4", "deblur"],
+        help="restore the decoded picture with this network",
+    )
+    _add_sigma_options(p)
+    p.add_argument("--enhance-weights", type=Path, help="its weights (default: the shipped ones)")
+
+
+def decode_enhancer(args: argparse.Namespace) -> Callable[[Image.Image], Image.Image]:
+    """The restoration ``decode --enhance`` asked for (identity without it).
+
+    Options are checked and the network loaded here, before anything is decoded.
+    """
+    if args.enhance is None:
+        extra = [o for o in ("sigma", "blur_sigma", "enhance_weights") if vars(args)[o] is not None]
+        if extra:
+            raise CliError(f"{_flag(extra[0])} needs --enhance")
+        return lambda image: image
+    from codec.determinism import native_convolutions
+    from postfilter.restore_api import check_conditions, restore_image
+
+    _check_options(args.enhance, args)
+    sigma, blur = check_conditions(args.enhance, args.sigma, args.blur_sigma)
+    runner = _runner(args.enhance, args.enhance_weights)
+
+    def restore(image: Image.Image) -> Image.Image:
+        with native_convolutions():  # decoded pixels must not depend on threads or tiles
+            return restore_image(image, runner, sigma, blur)
+
+    return restore
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _check_options(task: str, args: argparse.Namespace) -> None:
+    """Refuse options ``task`` does not take and require the ones it cannot do without."""
+    for dest in ("qp", "sigma", "scale", "blur_sigma"):
+        if vars(args).get(dest) is not None and dest not in TASK_OPTIONS[task]:
+            raise CliError(f"{_flag(dest)} does not apply to the {task} task")
+    if task == "sr" and args.scale is None:
+        raise CliError("--task sr needs --scale 2 or 4")
+    if task == "deblur" and args.blur_sigma is None:
+        raise CliError("deblurring needs --blur-sigma")
+
+
+def _runner(task: str, weights: Path | None) -> RestoreRunner:
+    """The loaded restoration network of ``task``, its load errors as :class:`CliError`."""
+    from postfilter import PostFilterError
+    from postfilter.restore_api import runner_for
+
+    try:
+        return runner_for(task, weights)
+    except PostFilterError as e:
+        raise CliError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _enhance(args: argparse.Namespace) -> str:
     src, dst = Path(args.input), Path(args.output)
+    _check_options(args.task, args)
     if args.qp is not None and not 0 <= args.qp <= 51:
         raise CliError(f"--qp must be between 0 and 51, got {args.qp:g}")
     if args.tile < 16 or args.tile % 2:
@@ -73,11 +170,15 @@ def _enhance(args: argparse.Namespace) -> str:
     if not src.is_file():
         raise CliError(f"no such file: {src}")
     is_video = src.suffix.lower() in VIDEO_EXTS
+    if is_video and args.task != "artifacts":
+        raise CliError(f"--task {args.task} takes pictures; videos need --task artifacts")
     out_ext = dst.suffix.lower()
     if is_video and out_ext not in VIDEO_OUT:
         raise CliError(f"video output must be .mkv (FFV1) or .y4m, not {out_ext or '(none)'!r}")
     if not is_video and out_ext not in Image.registered_extensions():
         raise CliError(f"unknown output image format {out_ext or '(none)'!r}; use e.g. .png")
+    if args.task != "artifacts":
+        return _restore(args, src, dst)
 
     from postfilter import load_filter
 
@@ -93,6 +194,29 @@ def _enhance(args: argparse.Namespace) -> str:
     fmt = Image.registered_extensions()[out_ext]
     write_atomic(dst, lambda tmp: out.save(tmp, format=fmt))
     return f"{dst}: enhanced with {pf.model_id} at QP {qp:.1f} ({how})"
+
+
+def _restore(args: argparse.Namespace, src: Path, dst: Path) -> str:
+    """Denoise, upscale or deblur the picture ``src`` into ``dst``; return the summary."""
+    from codec.image import to_picture
+    from postfilter.restore_api import check_conditions, restore_image
+
+    task = f"sr{args.scale}" if args.task == "sr" else args.task
+    sigma, blur = check_conditions(task, args.sigma, args.blur_sigma)
+    runner = _runner(task, args.weights)
+    image = _read_image(src)
+    if task == "denoise":
+        how = "told" if sigma is not None else "estimated"
+        sigma = runner.estimate_sigma(to_picture(image).rgb) if sigma is None else sigma
+        done = f"denoised with {runner.model_id} at sigma {sigma:.1f} ({how})"
+    elif task == "deblur":
+        done = f"deblurred with {runner.model_id} (blur sigma {blur:g}, noise sigma {sigma:g})"
+    else:
+        done = f"upscaled x{runner.scale} with {runner.model_id}"
+    out = restore_image(image, runner, sigma, blur, args.tile)
+    fmt = Image.registered_extensions()[dst.suffix.lower()]
+    write_atomic(dst, lambda tmp: out.save(tmp, format=fmt))
+    return f"{dst}: {done}"
 
 
 def _rgb(image: Image.Image):

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import HalfResolutionNet
+
 QP_CENTER, QP_SCALE = 34.5, 12.5  # normalised QP = (QP - center) / scale, QP 22..47 -> -1..1
 
 
@@ -40,38 +42,14 @@ class FilterConfig:
         return cls(**{k: int(d[k]) for k in ("channels", "blocks", "est_channels")})
 
 
-class ResBlock(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
-        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
-
-
-class ArtifactNet(nn.Module):
+class ArtifactNet(HalfResolutionNet):
     """Decoded RGB in [0, 1] (N,3,H,W with H, W even) and normalised QP (N,) -> restored."""
 
     def __init__(self, config: FilterConfig) -> None:
-        super().__init__()
-        c = config.channels
-        self.head = nn.Conv2d(4 * 3 + 1, c, 3, padding=1)
-        self.body = nn.Sequential(*[ResBlock(c) for _ in range(config.blocks)])
-        self.tail = nn.Conv2d(c, 4 * 3, 3, padding=1)
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
-
-    @property
-    def context(self) -> int:
-        """Pixels of context each output pixel depends on, on each side (full resolution)."""
-        return 2 * (len(self.body) * 2 + 2) + 2
+        super().__init__(config.channels, config.blocks, conditions=1)
 
     def residual(self, x: torch.Tensor, qn: torch.Tensor) -> torch.Tensor:
-        y = F.pixel_unshuffle(x - 0.5, 2)
-        plane = qn.to(y.dtype).view(-1, 1, 1, 1).expand(y.shape[0], 1, *y.shape[2:])
-        h = self.head(torch.cat([y, plane], dim=1))
-        return F.pixel_shuffle(self.tail(self.body(h) + h), 2)
+        return super().residual(x, qn.reshape(-1, 1))
 
     def forward(self, x: torch.Tensor, qn: torch.Tensor) -> torch.Tensor:
         return x + self.residual(x, qn)

@@ -210,7 +210,7 @@ def train(args: argparse.Namespace) -> PostFilterNet:
             progress = max(elapsed / (60 * args.minutes), step / args.steps if args.steps else 0)
             if progress >= 1:
                 break
-            lr = args.lr * max(0.02, 0.5 * (1 + math.cos(math.pi * progress)))
+            lr = cosine_lr(args.lr, progress)
             for g in opt.param_groups:
                 g["lr"] = lr
             dec, org, qp = sample_batch(pairs, args.batch, args.patch, rng)
@@ -247,13 +247,13 @@ def train(args: argparse.Namespace) -> PostFilterNet:
                 f.flush()
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
             if step % args.ckpt_every == 0:
-                save_checkpoint(ckpt_path, net, opt, step, time.monotonic() - start, args.loss)
+                save_checkpoint(ckpt_path, net, opt, step, time.monotonic() - start, loss=args.loss)
         est_step = train_estimator(net, pairs, args, rng, est_step, log, f)
         net.eval()
         final = {k: f"{v:.4f}" for k, v in validate(net, val).items()}
         log.writerow({"step": step, "elapsed_s": f"{elapsed:.1f}", "lr": "", **final})
         print("final", final, flush=True)
-    save_checkpoint(ckpt_path, net, opt, step, elapsed, args.loss, est_step)
+    save_checkpoint(ckpt_path, net, opt, step, elapsed, loss=args.loss, est_step=est_step)
     return net
 
 
@@ -266,7 +266,7 @@ def train_estimator(net: PostFilterNet, pairs: dict, args, rng, est_step: int, l
     opt = torch.optim.Adam(net.estimator.parameters(), lr=args.estimator_lr)
     total, err_sum = args.estimator_steps, 0.0
     while est_step < total:
-        lr = args.estimator_lr * max(0.02, 0.5 * (1 + math.cos(math.pi * est_step / total)))
+        lr = cosine_lr(args.estimator_lr, est_step / total)
         for g in opt.param_groups:
             g["lr"] = lr
         dec, _, qp = sample_batch(pairs, args.estimator_batch, args.patch, rng)
@@ -287,20 +287,23 @@ def train_estimator(net: PostFilterNet, pairs: dict, args, rng, est_step: int, l
     return est_step
 
 
-def save_checkpoint(
-    path: Path, net, opt, step: int, elapsed: float, loss: str, est_step: int = 0
-) -> None:
+def save_checkpoint(path: Path, net, opt, step: int, elapsed: float, **extra) -> None:
+    """Write the network, optimiser, progress and ``extra`` entries to ``path``, atomically."""
     state = {
-        "loss": loss,
-        "est_step": est_step,
         "net": net.state_dict(),
         "opt": opt.state_dict(),
         "step": step,
         "elapsed": elapsed,
         "config": net.config.to_dict(),
+        **extra,
     }
     torch.save(state, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
+
+
+def cosine_lr(base: float, progress: float) -> float:
+    """Cosine decay from ``base`` at progress 0 to 2% of it at progress 1."""
+    return base * max(0.02, 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,264 @@
+"""Run the restoration networks (:mod:`postfilter.restore`) on pictures, in overlapping tiles.
+
+``denoise``, ``super_resolve`` and ``deblur`` take and return PIL images (grayscale stays
+grayscale, alpha is passed through, resized for super-resolution); :class:`RestoreRunner`
+works on HxWx3 uint8 arrays and, for the benchmark, on float tensors.  Tiles overlap by the
+network's context, so the output does not depend on the tile size: it is bit-identical to
+untiled output under :func:`codec.determinism.native_convolutions`, and equal up to float
+rounding (rarely one grey level) with oneDNN's convolutions, which are used by default because
+they are three times faster.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from evaluation.metrics import rgb_array
+
+from . import restore
+from .weights import RESTORE_WEIGHTS, PostFilterError, load_restorer
+
+DEFAULT_TILE = 512  # tile side in input pixels
+ESTIMATE_SIDE = 1024  # the blind noise estimate looks at a centred crop at most this big
+
+
+def check_sigma(sigma: float, high: float = restore.NOISE_MAX) -> float:
+    """``sigma`` (noise std on the 0..255 scale) if it lies in 0..``high``, else ValueError."""
+    if not 0 <= sigma <= high:
+        raise ValueError(f"noise sigma must be between 0 and {high:g}, got {sigma:g}")
+    return float(sigma)
+
+
+def check_blur(blur: float) -> float:
+    """``blur`` (Gaussian blur std in pixels) if it is in the trained range, else ValueError."""
+    if not restore.BLUR_MIN <= blur <= restore.BLUR_MAX:
+        lo, hi = restore.BLUR_MIN, restore.BLUR_MAX
+        raise ValueError(f"blur sigma must be between {lo:g} and {hi:g}, got {blur:g}")
+    return float(blur)
+
+
+def check_scale(scale: int) -> int:
+    """``scale`` if it is a trained super-resolution factor (2 or 4), else ValueError."""
+    if scale not in (2, 4):
+        raise ValueError(f"super-resolution scale must be 2 or 4, got {scale}")
+    return scale
+
+
+def check_conditions(
+    task: str, sigma: float | None, blur: float | None
+) -> tuple[float | None, float | None]:
+    """The (sigma, blur) a ``task`` network is told, validated; ValueError outside its range.
+
+    Denoising without ``sigma`` is blind (None); deblurring without ``sigma`` assumes 0.
+    """
+    if task == "denoise":
+        return (None if sigma is None else check_sigma(sigma)), None
+    if task == "deblur":
+        if blur is None:
+            raise ValueError("deblurring needs the blur sigma")
+        return check_sigma(sigma or 0.0, restore.DEBLUR_NOISE_MAX), check_blur(blur)
+    if sigma is not None or blur is not None:
+        raise ValueError("super-resolution takes no noise or blur sigma")
+    return None, None
+
+
+def _tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def _uint8(x: torch.Tensor) -> np.ndarray:
+    return (x[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
+
+
+class RestoreRunner:
+    """A loaded restoration network: ``runner(rgb, sigma, blur)`` restores HxWx3 uint8."""
+
+    def __init__(self, weights: Path | str) -> None:
+        self.net, meta = load_restorer(weights)
+        self.model_id: str = meta["model_id"]
+        self.task: str = self.net.config.task
+        self.scale: int = self.net.config.scale
+
+    @property
+    def context(self) -> int:
+        """Overlap (input pixels) that makes tiled output equal to untiled output."""
+        return self.net.context
+
+    def estimate_sigma(self, x: torch.Tensor | np.ndarray) -> float:
+        """The noise sigma (0..50) read off a centred crop of ``x`` (denoise only), with
+        :func:`postfilter.restore.estimate_noise_sigma`.
+
+        ``x`` is an HxWx3 uint8 array or a (1,3,H,W) float tensor in [0, 1].
+        """
+        if self.task != "denoise":
+            raise ValueError(f"{self.model_id} is a {self.task} network, it estimates no noise")
+        if isinstance(x, torch.Tensor):
+            x = x[0].permute(1, 2, 0).numpy() * 255.0
+        else:
+            x = rgb_array(x)
+        h, w = x.shape[:2]
+        y0, x0 = max(0, (h - ESTIMATE_SIDE) // 2), max(0, (w - ESTIMATE_SIDE) // 2)
+        crop = x[y0 : y0 + ESTIMATE_SIDE, x0 : x0 + ESTIMATE_SIDE]
+        return min(restore.estimate_noise_sigma(crop), restore.NOISE_MAX)
+
+    def _conditions(
+        self, x: torch.Tensor | np.ndarray, sigma: float | None, blur: float | None, tile: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The checked conditioning tensors; denoising without ``sigma`` estimates it."""
+        if tile < 16 or tile % 2:
+            raise ValueError(f"tile size must be even and at least 16, got {tile}")
+        sigma, blur = check_conditions(self.task, sigma, blur)
+        if self.task == "denoise" and sigma is None:
+            sigma = self.estimate_sigma(x)
+        return (
+            None if sigma is None else torch.tensor([sigma]),
+            None if blur is None else torch.tensor([blur]),
+        )
+
+    def _tiles(
+        self, x: torch.Tensor | np.ndarray, cond: tuple, tile: int
+    ) -> Iterator[tuple[slice, slice, torch.Tensor]]:
+        """(output rows, output columns, restored (1,3,h,w) float tile) covering the output.
+
+        ``x`` is a (1,3,H,W) float tensor or an HxWx3 uint8 array (converted tile by tile, so
+        a large picture never exists as floats); H and W even for the half-resolution nets.
+        """
+        is_array = isinstance(x, np.ndarray)
+        h, w = x.shape[:2] if is_array else x.shape[-2:]
+        k, m = self.scale, self.context
+        for y0 in range(0, h, tile):
+            for x0 in range(0, w, tile):
+                y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+                ya, xa = max(0, y0 - m), max(0, x0 - m)
+                rows, cols = slice(ya, min(h, y1 + m)), slice(xa, min(w, x1 + m))
+                part = self.net(_tensor(x[rows, cols]) if is_array else x[..., rows, cols], *cond)
+                crop = part[..., (y0 - ya) * k : (y1 - ya) * k, (x0 - xa) * k : (x1 - xa) * k]
+                yield slice(y0 * k, y1 * k), slice(x0 * k, x1 * k), crop
+
+    @torch.no_grad()
+    def restore(
+        self,
+        x: torch.Tensor,
+        sigma: float | None = None,
+        blur: float | None = None,
+        tile: int = DEFAULT_TILE,
+    ) -> torch.Tensor:
+        """The restored (1,3,H*scale,W*scale) float tensor (unclipped) of ``x`` (1,3,H,W).
+
+        Denoising without ``sigma`` estimates it (:func:`check_conditions` for the ranges).
+        ``tile`` is the side of the tiles in input pixels; the result does not depend on it.
+        """
+        cond = self._conditions(x, sigma, blur, tile)
+        k, (h, w) = self.scale, x.shape[-2:]
+        if k == 1:
+            x = _pad_to(x, 2)  # the half-resolution trunk needs even sizes
+        out = x.new_empty(1, 3, x.shape[-2] * k, x.shape[-1] * k)
+        for rows, cols, part in self._tiles(x, cond, tile):
+            out[..., rows, cols] = part
+        return out[..., : h * k, : w * k]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        rgb: np.ndarray,
+        sigma: float | None = None,
+        blur: float | None = None,
+        tile: int = DEFAULT_TILE,
+    ) -> np.ndarray:
+        """Restored HxWx3 uint8 (times the scale for super-resolution) of ``rgb``; as
+        :meth:`restore`, without holding the whole picture as floats."""
+        rgb = rgb_array(rgb)
+        cond = self._conditions(rgb, sigma, blur, tile)
+        k, (h, w) = self.scale, rgb.shape[:2]
+        if k == 1 and (h % 2 or w % 2):
+            rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        out = np.empty((rgb.shape[0] * k, rgb.shape[1] * k, 3), np.uint8)
+        for rows, cols, part in self._tiles(rgb, cond, tile):
+            out[rows, cols] = _uint8(part)
+        return out[: h * k, : w * k]
+
+
+@functools.lru_cache(maxsize=4)
+def load_runner(weights: str) -> RestoreRunner:
+    """The runner of a restoration weights file, loaded once."""
+    return RestoreRunner(weights)
+
+
+def runner_for(task: str, weights: Path | str | None = None) -> RestoreRunner:
+    """The runner of ``weights`` (default: the shipped file of ``task``), checked to do ``task``."""
+    path = str(RESTORE_WEIGHTS[task] if weights is None else weights)
+    runner = load_runner(path)
+    if runner.task != task:
+        raise PostFilterError(f"{path} holds a {runner.task} network, not {task}")
+    return runner
+
+
+def restore_image(
+    image: Image.Image,
+    runner: RestoreRunner,
+    sigma: float | None = None,
+    blur: float | None = None,
+    tile: int = DEFAULT_TILE,
+) -> Image.Image:
+    """``runner`` on a PIL image; grayscale stays grayscale, alpha is kept (resized for
+    super-resolution)."""
+    from codec.image import to_picture, to_pil  # not at the top: codec imports CompressAI
+
+    pic = to_picture(image)
+    out = to_pil(runner(pic.rgb, sigma, blur, tile), pic.channels)
+    if pic.alpha_dropped:
+        alpha = image.convert("RGBA" if pic.channels == 3 else "LA").getchannel("A")
+        out.putalpha(alpha.resize(out.size, Image.Resampling.BICUBIC))
+    return out
+
+
+def denoise(
+    image: Image.Image,
+    sigma: float | None = None,
+    *,
+    weights: Path | str | None = None,
+    tile: int = DEFAULT_TILE,
+) -> Image.Image:
+    """Remove white Gaussian noise of std ``sigma`` (0..50 on the 0..255 scale) from ``image``.
+
+    With ``sigma`` None (blind) the noise level is estimated from the picture.
+    """
+    check_conditions("denoise", sigma, None)  # before loading the network
+    return restore_image(image, runner_for("denoise", weights), sigma, None, tile)
+
+
+def super_resolve(
+    image: Image.Image,
+    scale: int,
+    *,
+    weights: Path | str | None = None,
+    tile: int = DEFAULT_TILE,
+) -> Image.Image:
+    """``image`` upscaled by ``scale`` (2 or 4); ``tile`` is in input pixels."""
+    return restore_image(image, runner_for(f"sr{check_scale(scale)}", weights), None, None, tile)
+
+
+def deblur(
+    image: Image.Image,
+    blur_sigma: float,
+    sigma: float = 0.0,
+    *,
+    weights: Path | str | None = None,
+    tile: int = DEFAULT_TILE,
+) -> Image.Image:
+    """Undo a Gaussian blur of std ``blur_sigma`` pixels (0.5..3) with noise of std ``sigma``
+    (0..25 on the 0..255 scale)."""
+    check_conditions("deblur", sigma, blur_sigma)  # before loading the network
+    return restore_image(image, runner_for("deblur", weights), sigma, blur_sigma, tile)
