@@ -5,7 +5,9 @@ Layout (all integers little-endian)::
     magic      4 bytes  b"\\x89LCF"
     version    u8       FORMAT_VERSION
     kind       u8       0 = image
-    flags      u8       bit 0: source was grayscale; other bits must be 0
+    flags      u8       bit 0: source was grayscale; bits 1-2: log2 of the low-rate
+                        downscale factor (0: none, 1: x2, 2: x4; 3 is invalid); other
+                        bits must be 0
     quality    u8       quality level the file was coded at (1-based)
     width      u32      picture size before padding
     height     u32
@@ -32,7 +34,9 @@ MAGIC = b"\x89LCF"
 FORMAT_VERSION = 1
 KIND_IMAGE = 0
 FLAG_GRAYSCALE = 1
-_KNOWN_FLAGS = FLAG_GRAYSCALE
+_DOWNSCALE_SHIFT, _DOWNSCALE_BITS = 1, 0b110
+_KNOWN_FLAGS = FLAG_GRAYSCALE | _DOWNSCALE_BITS
+DOWNSCALE_FACTORS = (1, 2, 4)
 _FIXED = struct.Struct("<4sBBBBIIBB")
 _SECTION = struct.Struct("<4sII")
 _U8 = struct.Struct("<B")
@@ -57,6 +61,19 @@ class Header:
     flags: int = 0
     kind: int = KIND_IMAGE
     version: int = FORMAT_VERSION
+
+    @property
+    def downscale(self) -> int:
+        """1, or the factor the picture was downscaled by before coding (low-rate mode);
+        ``width`` and ``height`` are always those of the picture to decode to."""
+        return 1 << ((self.flags & _DOWNSCALE_BITS) >> _DOWNSCALE_SHIFT)
+
+
+def downscale_flag(factor: int) -> int:
+    """The flag bits recording a low-rate downscale ``factor`` (1, 2 or 4)."""
+    if factor not in DOWNSCALE_FACTORS:
+        raise ValueError(f"downscale factor must be one of {DOWNSCALE_FACTORS}, got {factor}")
+    return (factor.bit_length() - 1) << _DOWNSCALE_SHIFT
 
 
 def pack(header: Header, sections: list[tuple[bytes, bytes]]) -> bytes:
@@ -119,6 +136,8 @@ def unpack(data: bytes) -> tuple[Header, dict[bytes, bytes]]:
     pos = end
     if kind != KIND_IMAGE or flags & ~_KNOWN_FLAGS or channels not in (1, 3):
         raise BitstreamError("unsupported file kind, flags or channel count")
+    if flags & _DOWNSCALE_BITS == _DOWNSCALE_BITS:
+        raise BitstreamError("invalid downscale factor in the header")
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise BitstreamError(f"invalid picture size {width}x{height}")
     sections: dict[bytes, bytes] = {}

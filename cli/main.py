@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import enhance, rd
+from . import enhance, rd, video
 from .io import CliError, read_bytes, write_atomic
 
 
@@ -24,12 +24,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="lcodec", description="Learned image codec.")
+    p = _Parser(prog="lcodec", description="Learned image and video codec.")
     p.add_argument("--model", type=Path, help="weights file (default: the shipped model)")
     p.add_argument("--threads", type=int, help="CPU threads for the transforms")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    e = sub.add_parser("encode", help="compress a picture into an .lcf file")
+    e = sub.add_parser("encode", help="compress a picture (.lcf) or a video (.lcv)")
     e.set_defaults(func=cmd_encode)
     e.add_argument("input", type=Path)
     e.add_argument("-o", "--output", type=Path, required=True)
@@ -38,13 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--target-bpp", type=float, help="best quality with at most this many bits/pixel"
     )
+    e.add_argument(
+        "--downscale",
+        type=int,
+        choices=(1, 2, 4),
+        default=1,
+        help="low-rate mode: code at 1/2 or 1/4 size, super-resolve when decoding",
+    )
+    video.add_encode_options(e)
 
-    d = sub.add_parser("decode", help="decompress an .lcf file to a picture (PNG, ...)")
+    d = sub.add_parser("decode", help="decompress .lcf to a picture (PNG, ...), .lcv to a video")
     d.set_defaults(func=cmd_decode)
     d.add_argument("input", type=Path)
     d.add_argument("-o", "--output", type=Path, required=True)
+    enhance.add_decode_options(d)
+    video.add_decode_options(d)
 
-    i = sub.add_parser("info", help="show the header and section sizes of an .lcf file")
+    i = sub.add_parser("info", help="header and section (or frame) sizes of an .lcf/.lcv file")
     i.set_defaults(func=cmd_info)
     i.add_argument("input", type=Path)
     i.add_argument("--json", action="store_true", help="print JSON")
@@ -61,11 +71,17 @@ def _load_codec(args):
 
 
 def cmd_encode(args) -> int:
+    if video.is_video_encode(args):
+        return video.cmd_encode(args)
+    if args.inter_model is not None:
+        raise CliError("--inter-model is for video")
     from codec.image import to_picture
 
     pic = to_picture(args.input)
     model = _load_codec(args)
-    data = model.encode(pic, quality=args.quality, target_bpp=args.target_bpp)
+    data = model.encode(
+        pic, quality=args.quality, target_bpp=args.target_bpp, downscale=args.downscale
+    )
     write_atomic(args.output, lambda tmp: tmp.write_bytes(data))
     h, w = pic.rgb.shape[:2]
     note = " (alpha channel dropped)" if pic.alpha_dropped else ""
@@ -74,6 +90,12 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
+    if video.is_lcv(args.input):
+        if args.enhance is not None:
+            raise CliError("--enhance applies to pictures, not to videos")
+        return video.cmd_decode(args)
+    if args.inter_model is not None:
+        raise CliError("--inter-model is for video")
     ext = args.output.suffix.lower()
     if ext not in Image.registered_extensions():
         raise CliError(f"unknown output image format {ext or '(none)'!r}; use e.g. .png")
@@ -81,13 +103,16 @@ def cmd_decode(args) -> int:
 
     data = read_bytes(args.input)
     unpack(data)  # report a bad file before loading the model
-    image = _load_codec(args).decode(data)
+    restore = enhance.decode_enhancer(args)  # --enhance checked and loaded before decoding
+    image = restore(_load_codec(args).decode(data))
     fmt = Image.registered_extensions()[ext]
     write_atomic(args.output, lambda tmp: image.save(tmp, format=fmt))
     return 0
 
 
 def cmd_info(args) -> int:
+    if video.is_lcv(args.input):
+        return video.cmd_info(args)
     from bitstream import unpack
 
     data = read_bytes(args.input)
@@ -102,6 +127,7 @@ def cmd_info(args) -> int:
         "height": header.height,
         "channels": header.channels,
         "quality": header.quality,
+        "downscale": header.downscale,
         "model_id": header.model_id,
         "model_digest": header.digest.hex(),
         "header_bytes": len(data) - sum(len(s) for s in sections.values()),
