@@ -4,7 +4,8 @@ Reads an RD run that includes ``ours``, ``ours-down2`` and ``ours-down4`` (e.g.
 ``python -m evaluation.kodak``'s ``results/kodak/rd.json``), and reports, for each
 downscaled mode against direct coding: PSNR at fixed rates (PCHIP in log-rate, only where
 a curve covers the rate), BD-PSNR and BD-rate over the overlap of the curves, and where the
-mode wins.  Writes JSON and a plot of the low-rate region::
+mode wins (better where both cover the rate, or the only option below the lowest rate
+direct coding reaches).  Writes JSON and a plot of the low-rate region::
 
     python -m benchmarks.lowrate results/kodak/rd.json -o results/lowrate.json
 """
@@ -25,7 +26,7 @@ from evaluation.bd import bd_psnr, bd_rate
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RATES = (0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
+RATES = (0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3)
 MODES = ("ours-down2", "ours-down4")
 
 
@@ -43,7 +44,7 @@ def psnr_at(bpp: np.ndarray, psnr: np.ndarray, rate: float) -> float | None:
 
 def compare(rd: dict) -> dict:
     direct = curve(rd, "ours")
-    result = {"rates_bpp": list(RATES), "direct": {}, "modes": {}}
+    result = {"rates_bpp": list(RATES), "direct_min_bpp": float(direct[0][0]), "modes": {}}
     result["direct"] = {f"{r:g}": psnr_at(*direct, r) for r in RATES}
     for mode in MODES:
         if mode not in rd["codecs"]:
@@ -53,9 +54,7 @@ def compare(rd: dict) -> dict:
         wins = [
             r
             for r in RATES
-            if at[f"{r:g}"] is not None
-            and result["direct"][f"{r:g}"] is not None
-            and at[f"{r:g}"] > result["direct"][f"{r:g}"]
+            if at[f"{r:g}"] is not None and (result["direct"][f"{r:g}"] or -math.inf) < at[f"{r:g}"]
         ]
         result["modes"][mode] = {
             "psnr_at": at,

@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--downscale",
         type=int,
         choices=(1, 2, 4),
-        default=1,
-        help="low-rate mode: code at 1/2 or 1/4 size, super-resolve when decoding",
+        help="low-rate mode: code at 1/2 or 1/4 size, super-resolve when decoding "
+        "(default 1; with --target-bpp, 2 then 4 when no quality fits at full size)",
     )
     video.add_encode_options(e)
 

@@ -55,7 +55,7 @@ def encode(
     image: Image.Image | np.ndarray | str | Path,
     quality: int | None = None,
     target_bpp: float | None = None,
-    downscale: int = 1,
+    downscale: int | None = None,
 ) -> bytes:
     """Encode with the shipped model; see :meth:`Codec.encode`."""
     return _default().encode(image, quality=quality, target_bpp=target_bpp, downscale=downscale)

@@ -77,42 +77,48 @@ class Codec:
         image: Image.Image | np.ndarray | str | Path,
         quality: int | None = None,
         target_bpp: float | None = None,
-        downscale: int = 1,
+        downscale: int | None = None,
     ) -> bytes:
         """Code a picture at ``quality`` (1..qualities, default 4), or at the best
         quality whose file is at most ``target_bpp`` bits per pixel.
 
         ``downscale`` 2 or 4 is the low-rate mode (:mod:`codec.lowrate`): the picture is
-        coded at that fraction of its size and super-resolved when decoded.
+        coded at that fraction of its size and super-resolved when decoded.  Left at None,
+        it is 1, except with ``target_bpp``: when no quality fits at full size, the low-rate
+        mode at 2, then 4, is tried (on Kodak it beats full-size coding below about
+        0.25 bpp, where full size cannot go; ``results/lowrate.json``).
         """
         pic = image if isinstance(image, Picture) else to_picture(image)
         h, w = pic.rgb.shape[:2]
         if h > MAX_SIDE or w > MAX_SIDE:
             raise ImageError(f"image too large: {w}x{h} (at most {MAX_SIDE} per side)")
-        extra = downscale_flag(downscale), []
-        if downscale > 1:
-            extra[1].append((TAG_UPSCALER, self.upscaler(downscale).section()))
-        coded = lowrate.downscale(pic.rgb, downscale) if downscale > 1 else pic.rgb
-        features = self._analyse(coded)
+        analysed: dict[int, Tensor] = {}  # analysis features by downscale factor
+
+        def encode_at(q: int, factor: int) -> bytes:
+            if factor not in analysed:
+                downscale_flag(factor)  # check it before the work
+                coded = lowrate.downscale(pic.rgb, factor) if factor > 1 else pic.rgb
+                analysed[factor] = self._analyse(coded)
+            return self._encode_at(pic, analysed[factor], q, factor)
+
         if target_bpp is None:
-            return self._encode_at(
-                pic, features, self._check_quality(4 if quality is None else quality), extra
-            )
+            return encode_at(self._check_quality(4 if quality is None else quality), downscale or 1)
         if quality is not None:
             raise ValueError("give either quality or target_bpp, not both")
         if not target_bpp > 0:
             raise ValueError("target bpp must be positive")
-        best, lo, hi = None, 1, self.qualities  # bpp grows with quality: bisect
-        while lo <= hi:
-            q = (lo + hi) // 2
-            data = self._encode_at(pic, features, q, extra)
-            if len(data) * 8 / (h * w) <= target_bpp:
-                best, lo = data, q + 1
-            else:
-                hi = q - 1
-        if best is None:
-            raise ValueError(f"no quality reaches {target_bpp} bpp (quality 1 needs more)")
-        return best
+        for factor in (downscale,) if downscale else lowrate.FACTORS:
+            best, lo, hi = None, 1, self.qualities  # bpp grows with quality: bisect
+            while lo <= hi:
+                q = (lo + hi) // 2
+                data = encode_at(q, factor)
+                if len(data) * 8 / (h * w) <= target_bpp:
+                    best, lo = data, q + 1
+                else:
+                    hi = q - 1
+            if best is not None:
+                return best
+        raise ValueError(f"no quality reaches {target_bpp} bpp (quality 1 needs more)")
 
     def _check_quality(self, quality: int) -> int:
         if not isinstance(quality, (int, np.integer)) or not 1 <= quality <= self.qualities:
@@ -132,14 +138,11 @@ class Codec:
             parts.append(out[:, :, r0 - c0 : r1 - c0])
         return torch.cat(parts, dim=2)
 
-    def _encode_at(
-        self,
-        pic: Picture,
-        features: Tensor,
-        quality: int,
-        extra: tuple[int, list[tuple[bytes, bytes]]] = (0, []),
-    ) -> bytes:
-        """The file at ``quality``; ``extra`` holds more header flags and sections."""
+    def _encode_at(self, pic: Picture, features: Tensor, quality: int, factor: int) -> bytes:
+        """The file at ``quality`` from the analysis ``features`` of ``pic`` at 1/``factor``
+        of its size."""
+        flags = downscale_flag(factor)
+        extra = [(TAG_UPSCALER, self.upscaler(factor).section())] if factor > 1 else []
         q = torch.tensor([quality - 1])
         y, p = self.net.apply_quality(features, q)
         sections, mask = [], None
@@ -150,9 +153,9 @@ class Codec:
         z_data, y_data, _ = self._latent.encode(y, mask)
         sections += [(TAG_Z, z_data), (TAG_Y, y_data)]
         h, w = pic.rgb.shape[:2]
-        flags = (FLAG_GRAYSCALE if pic.channels == 1 else 0) | extra[0]
+        flags |= FLAG_GRAYSCALE if pic.channels == 1 else 0
         header = Header(w, h, pic.channels, quality, self.model_id, self.digest, flags)
-        return pack(header, sections + extra[1])
+        return pack(header, sections + extra)
 
     # -- decoding ---------------------------------------------------------------------
     def decode(self, data: bytes) -> Image.Image:

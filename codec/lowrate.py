@@ -19,6 +19,7 @@ from bitstream import BitstreamError
 from .determinism import native_convolutions
 
 TAG_UPSCALER = b"UPSC"
+FACTORS = (1, 2, 4)  # full size first: ``--target-bpp`` tries them in this order
 
 
 def downscale(rgb: np.ndarray, factor: int) -> np.ndarray:

@@ -78,3 +78,13 @@ def test_invalid_factor_bits_are_rejected(sr_codec: Codec):
     bad = pack(replace(header, flags=header.flags | 0b110), list(sections.items()))  # x8
     with pytest.raises(BitstreamError, match="invalid downscale"):
         unpack(bad)
+
+
+def test_target_bpp_falls_back_to_low_rate_mode(sr_codec: Codec):
+    rgb = smooth_image(128, 160)
+    pixels = 128 * 160
+    smallest = len(sr_codec.encode(rgb, quality=1)) * 8 / pixels
+    data = sr_codec.encode(rgb, target_bpp=0.9 * smallest)
+    assert unpack(data)[0].downscale in (2, 4) and len(data) * 8 / pixels <= 0.9 * smallest
+    with pytest.raises(ValueError, match="no quality"):
+        sr_codec.encode(rgb, target_bpp=0.9 * smallest, downscale=1)
