@@ -31,7 +31,7 @@ from evaluation.metrics import psnr
 from . import restore
 from .data import photo_paths
 from .restore import RestoreConfig, Restorer
-from .train import cosine_lr, save_checkpoint, to_tensor, to_uint8
+from .train import add_run_arguments, budget_step, save_checkpoint, to_tensor, to_uint8, write_row
 from .weights import export_restorer
 
 SCALES = (1.0, 0.75, 0.5)
@@ -59,12 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget")
     p.add_argument("--steps", type=int, help="step budget (whichever budget ends first)")
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export", type=Path, help="write the trained weights here (safetensors)")
+    add_run_arguments(p)
     p.add_argument("--model-id", help="default: the export file's stem")
     return p.parse_args(argv)
 
@@ -196,14 +191,8 @@ def train(args: argparse.Namespace) -> Restorer:
             log.writeheader()
         start = time.monotonic() - elapsed
         loss_sum = 0.0
-        while True:
-            elapsed = time.monotonic() - start
-            progress = max(elapsed / (60 * args.minutes), step / args.steps if args.steps else 0)
-            if progress >= 1:
-                break
-            lr = cosine_lr(args.lr, progress)
-            for g in opt.param_groups:
-                g["lr"] = lr
+        while (now := budget_step(args, opt, start, step)) is not None:
+            elapsed, lr = now
             clean = random_patches(photos, args.batch, args.patch, rng)
             x, target, sigma, blur = degrade(args.task, clean, gen)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
@@ -220,13 +209,10 @@ def train(args: argparse.Namespace) -> Restorer:
                 loss_sum = 0.0
             if step % args.val_every == 0:
                 row |= {k: f"{v:.3f}" for k, v in val.run(net).items()}
-            if row:
-                row |= {"step": step, "elapsed_s": f"{elapsed:.1f}", "lr": f"{lr:.3g}"}
-                log.writerow(row)
-                f.flush()
-                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+            write_row(log, f, row, step, elapsed, lr)
             if step % args.ckpt_every == 0:
                 save_checkpoint(ckpt_path, net, opt, step, time.monotonic() - start)
+        elapsed = time.monotonic() - start
         final = {k: f"{v:.3f}" for k, v in val.run(net).items()}
         log.writerow({"step": step, "elapsed_s": f"{elapsed:.1f}", **final})
         print("final", final, flush=True)

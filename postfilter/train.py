@@ -90,12 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="relative: each patch's MSE divided by its decode's (every QP counts alike)",
     )
     p.add_argument("--qp-jitter", type=float, default=1.0, help="std of QP noise on the input")
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export", type=Path, help="write the trained weights here (safetensors)")
+    add_run_arguments(p)
     p.add_argument("--model-id", default="hevc-artifacts-v1")
     p.add_argument(
         "--max-loss-db",
@@ -104,6 +99,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="residual-scale safety: largest PSNR loss allowed on a validation crop",
     )
     return p.parse_args(argv)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Logging, checkpoint, thread, seed and export options shared by the trainers."""
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--export", type=Path, help="write the trained weights here (safetensors)")
 
 
 def to_tensor(a: np.ndarray) -> torch.Tensor:
@@ -205,14 +210,8 @@ def train(args: argparse.Namespace) -> PostFilterNet:
             log.writeheader()
         start = time.monotonic() - elapsed
         sums = np.zeros(2)
-        while True:
-            elapsed = time.monotonic() - start
-            progress = max(elapsed / (60 * args.minutes), step / args.steps if args.steps else 0)
-            if progress >= 1:
-                break
-            lr = cosine_lr(args.lr, progress)
-            for g in opt.param_groups:
-                g["lr"] = lr
+        while (now := budget_step(args, opt, start, step)) is not None:
+            elapsed, lr = now
             dec, org, qp = sample_batch(pairs, args.batch, args.patch, rng)
             qn = normalize_qp(qp + args.qp_jitter * torch.randn_like(qp))
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
@@ -241,13 +240,10 @@ def train(args: argparse.Namespace) -> PostFilterNet:
                 net.eval()
                 row |= {k: f"{v:.4f}" for k, v in validate(net, val).items()}
                 net.train()
-            if row:
-                row |= {"step": step, "elapsed_s": f"{elapsed:.1f}", "lr": f"{lr:.3g}"}
-                log.writerow(row)
-                f.flush()
-                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+            write_row(log, f, row, step, elapsed, lr)
             if step % args.ckpt_every == 0:
                 save_checkpoint(ckpt_path, net, opt, step, time.monotonic() - start, loss=args.loss)
+        elapsed = time.monotonic() - start
         est_step = train_estimator(net, pairs, args, rng, est_step, log, f)
         net.eval()
         final = {k: f"{v:.4f}" for k, v in validate(net, val).items()}
@@ -299,6 +295,31 @@ def save_checkpoint(path: Path, net, opt, step: int, elapsed: float, **extra) ->
     }
     torch.save(state, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
+
+
+def budget_step(
+    args: argparse.Namespace, opt, start: float, step: int
+) -> tuple[float, float] | None:
+    """(elapsed seconds, learning rate) for ``step``, the cosine rate set on ``opt``; None once
+    the time (``--minutes``) or step (``--steps``) budget is spent."""
+    elapsed = time.monotonic() - start
+    progress = max(elapsed / (60 * args.minutes), step / args.steps if args.steps else 0)
+    if progress >= 1:
+        return None
+    lr = cosine_lr(args.lr, progress)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    return elapsed, lr
+
+
+def write_row(log: csv.DictWriter, f, row: dict, step: int, elapsed: float, lr: float) -> None:
+    """Log ``row`` (when not empty) with the step, time and rate, to the CSV and stdout."""
+    if not row:
+        return
+    row |= {"step": step, "elapsed_s": f"{elapsed:.1f}", "lr": f"{lr:.3g}"}
+    log.writerow(row)
+    f.flush()
+    print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
 
 def cosine_lr(base: float, progress: float) -> float:
