@@ -20,11 +20,18 @@ DEFAULT_TILE = 512
 ESTIMATE_SIDE = 1024  # the blind estimate looks at a centred crop at most this big
 
 
-def _tensor(rgb: np.ndarray) -> torch.Tensor:
+def rgb_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> (1,3,H,W) float in [0, 1]."""
     return torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+def rgb_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1,3,H,W) float -> HxWx3 uint8, clipped and rounded."""
+    return (x[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``x`` (...,H,W) padded at the bottom and right, replicating edges, to multiples."""
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
 
@@ -51,7 +58,7 @@ class PostFilter:
         """The QP the estimator reads off the picture (blind mode)."""
         h, w = rgb.shape[:2]
         y, x = max(0, (h - ESTIMATE_SIDE) // 2), max(0, (w - ESTIMATE_SIDE) // 2)
-        crop = _pad_to(_tensor(rgb[y : y + ESTIMATE_SIDE, x : x + ESTIMATE_SIDE]), 4)
+        crop = pad_to(rgb_tensor(rgb[y : y + ESTIMATE_SIDE, x : x + ESTIMATE_SIDE]), 4)
         return float(denormalize_qp(self.net.estimator(crop)))
 
     @torch.no_grad()
@@ -65,7 +72,7 @@ class PostFilter:
         qp = min(max(self.estimate_qp(rgb) if qp is None else qp, QP_MIN), QP_MAX)
         qn = torch.tensor([normalize_qp(qp)])
         h, w = rgb.shape[:2]
-        x = _pad_to(_tensor(rgb), 2)
+        x = pad_to(rgb_tensor(rgb), 2)
         hp, wp = x.shape[-2:]
         m = self.context
         res = torch.empty_like(x)
@@ -76,8 +83,7 @@ class PostFilter:
                 part = x[..., ya : min(hp, y1 + m), xa : min(wp, x1 + m)]
                 r = self.net.filter.residual(part, qn)
                 res[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
-        out = (x + self.residual_scale(qp) * res)[0, :, :h, :w]
-        return (out.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        return rgb_uint8((x + self.residual_scale(qp) * res)[..., :h, :w])
 
 
 @functools.lru_cache(maxsize=4)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from evaluation.metrics import rgb_array
 
 from . import restore
+from .api import pad_to, rgb_tensor, rgb_uint8
 from .weights import RESTORE_WEIGHTS, PostFilterError, load_restorer
 
 DEFAULT_TILE = 512  # tile side in input pixels
@@ -67,19 +67,6 @@ def check_conditions(
     if sigma is not None or blur is not None:
         raise ValueError("super-resolution takes no noise or blur sigma")
     return None, None
-
-
-def _tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
-
-
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    return (x[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-
-
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
 
 
 class RestoreRunner:
@@ -143,7 +130,9 @@ class RestoreRunner:
                 y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 rows, cols = slice(ya, min(h, y1 + m)), slice(xa, min(w, x1 + m))
-                part = self.net(_tensor(x[rows, cols]) if is_array else x[..., rows, cols], *cond)
+                part = self.net(
+                    rgb_tensor(x[rows, cols]) if is_array else x[..., rows, cols], *cond
+                )
                 crop = part[..., (y0 - ya) * k : (y1 - ya) * k, (x0 - xa) * k : (x1 - xa) * k]
                 yield slice(y0 * k, y1 * k), slice(x0 * k, x1 * k), crop
 
@@ -163,7 +152,7 @@ class RestoreRunner:
         cond = self._conditions(x, sigma, blur, tile)
         k, (h, w) = self.scale, x.shape[-2:]
         if k == 1:
-            x = _pad_to(x, 2)  # the half-resolution trunk needs even sizes
+            x = pad_to(x, 2)  # the half-resolution trunk needs even sizes
         out = x.new_empty(1, 3, x.shape[-2] * k, x.shape[-1] * k)
         for rows, cols, part in self._tiles(x, cond, tile):
             out[..., rows, cols] = part
@@ -186,7 +175,7 @@ class RestoreRunner:
             rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         out = np.empty((rgb.shape[0] * k, rgb.shape[1] * k, 3), np.uint8)
         for rows, cols, part in self._tiles(rgb, cond, tile):
-            out[rows, cols] = _uint8(part)
+            out[rows, cols] = rgb_uint8(part)
         return out[: h * k, : w * k]
 
 

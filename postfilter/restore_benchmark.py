@@ -38,6 +38,7 @@ from evaluation.files import write_text_atomic
 from evaluation.metrics import psnr
 
 from . import restore
+from .api import rgb_tensor, rgb_uint8
 from .data import photo_paths
 from .restore_api import RestoreRunner
 from .weights import RESTORE_WEIGHTS, WEIGHTS_DIR
@@ -65,17 +66,9 @@ TARGETS = {  # issue 5: key into our results -> minimum
 DENOISE_768X512_MAX_S = 1.0
 
 
-def _tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
-
-
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    return (x[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-
-
 def _psnr_float(ref: np.ndarray, x: torch.Tensor) -> float:
     """PSNR of a float (1,3,H,W) picture, unclipped, against HxWx3 uint8 ``ref``."""
-    mse = float(torch.mean((x[0].double() - _tensor(ref)[0].double()) ** 2))
+    mse = float(torch.mean((x[0].double() - rgb_tensor(ref)[0].double()) ** 2))
     return 10 * np.log10(1 / mse)
 
 
@@ -125,12 +118,12 @@ def denoise_results(runner: RestoreRunner, data: Path, limit: int | None, seed: 
             gen = torch.Generator().manual_seed(seed)
             rows = []
             for img_name, rgb in _progress(images, f"denoise {name} sigma {sigma:g}"):
-                x = restore.add_noise(_tensor(rgb), torch.tensor([sigma]), gen)
+                x = restore.add_noise(rgb_tensor(rgb), torch.tensor([sigma]), gen)
                 row = {"image": img_name, "psnr_in": _psnr_float(rgb, x)}
-                row["psnr"] = psnr(rgb, _uint8(runner.restore(x, sigma)))
+                row["psnr"] = psnr(rgb, rgb_uint8(runner.restore(x, sigma)))
                 row["sigma_estimated"] = runner.estimate_sigma(x)
                 blind = runner.restore(x, row["sigma_estimated"])
-                row["psnr_blind"] = psnr(rgb, _uint8(blind))
+                row["psnr_blind"] = psnr(rgb, rgb_uint8(blind))
                 rows.append(row)
             out[f"denoise {name} sigma {sigma:g}"] = rows
     return out
@@ -170,14 +163,14 @@ def deblur_results(runner: RestoreRunner, data: Path, limit: int | None, seed: i
             gen = torch.Generator().manual_seed(seed)
             rows = []
             for img_name, rgb in _progress(images, f"deblur {blur:g}/{sigma:g}"):
-                y = restore.gaussian_blur(_tensor(rgb), blur)
+                y = restore.gaussian_blur(rgb_tensor(rgb), blur)
                 y = restore.add_noise(y, torch.tensor([sigma]), gen)
                 rows.append(
                     {
                         "image": img_name,
                         "psnr_in": _psnr_float(rgb, y),
-                        "psnr_wiener": psnr(rgb, _uint8(wiener_deblur(y, blur, sigma))),
-                        "psnr": psnr(rgb, _uint8(runner.restore(y, sigma, blur))),
+                        "psnr_wiener": psnr(rgb, rgb_uint8(wiener_deblur(y, blur, sigma))),
+                        "psnr": psnr(rgb, rgb_uint8(runner.restore(y, sigma, blur))),
                     }
                 )
             out[f"deblur {DEBLUR_SET} blur {blur:g} noise {sigma:g}"] = rows
