@@ -92,11 +92,12 @@ class Codec:
         h, w = pic.rgb.shape[:2]
         if h > MAX_SIDE or w > MAX_SIDE:
             raise ImageError(f"image too large: {w}x{h} (at most {MAX_SIDE} per side)")
+        if downscale is not None:
+            downscale_flag(downscale)  # a bad factor fails before any work
         analysed: dict[int, Tensor] = {}  # analysis features by downscale factor
 
         def encode_at(q: int, factor: int) -> bytes:
             if factor not in analysed:
-                downscale_flag(factor)  # check it before the work
                 coded = lowrate.downscale(pic.rgb, factor) if factor > 1 else pic.rgb
                 analysed[factor] = self._analyse(coded)
             return self._encode_at(pic, analysed[factor], q, factor)
