@@ -4,7 +4,8 @@
 an HEIC/HEIF file (decoded with pillow-heif) or an HEVC/H.264 video (``.mp4``/``.mkv``,
 decoded with PyAV; written losslessly as FFV1 RGB in ``.mkv``, or as ``.y4m`` in the source's
 YUV format).  ``denoise``, ``sr`` and ``deblur`` (:mod:`postfilter.restore_api`) take
-pictures; ``lcodec decode --enhance`` runs them on a decoded ``.lcf`` file
+pictures; ``lcodec decode --enhance`` runs them, or (``artifacts``) the filter of our codec's
+decodes told the file's quality level, on a decoded ``.lcf`` file
 (:func:`add_decode_options`, :func:`decode_enhancer`).  The progress bar shows on a terminal
 only.  Errors print one ``error:`` line, return status 2 and leave no output file.
 """
@@ -23,6 +24,7 @@ from PIL import Image
 from .io import CliError, atomic_path, read_bytes, write_atomic
 
 if TYPE_CHECKING:
+    from bitstream import Header
     from postfilter.restore_api import RestoreRunner
 
 HEIF_EXTS = {".heic", ".heif"}
@@ -58,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="coding artefacts, Gaussian noise, super-resolution or Gaussian blur "
         "(default: %(default)s)",
     )
-    p.add_argument("--qp", type=float, help="artifacts: HEVC QP (default: estimate it)")
+    p.add_argument("--qp", type=float, help="artifacts: HEVC QP (default: blind)")
     _add_sigma_options(p)
     p.add_argument("--scale", type=int, choices=[2, 4], help="sr: upscaling factor")
     p.add_argument("--weights", type=Path, help="network weights (default: the shipped ones)")
@@ -86,15 +88,19 @@ def add_decode_options(p: argparse.ArgumentParser) -> None:
     """Add ``--enhance TASK`` and its options to the ``decode`` subcommand."""
     p.add_argument(
         "--enhance",
-        choices=["denoise", "sr2", "sr4", "deblur"],
-        help="restore the decoded picture with this network",
+        choices=["artifacts", "denoise", "sr2", "sr4", "deblur"],
+        help="restore the decoded picture with this network (artifacts: remove the codec's "
+        "artefacts, told the file's quality level; full-size files only)",
     )
     _add_sigma_options(p)
     p.add_argument("--enhance-weights", type=Path, help="its weights (default: the shipped ones)")
 
 
-def decode_enhancer(args: argparse.Namespace) -> Callable[[Image.Image], Image.Image]:
-    """The restoration ``decode --enhance`` asked for (identity without it).
+def decode_enhancer(
+    args: argparse.Namespace, header: Header
+) -> Callable[[Image.Image], Image.Image]:
+    """The restoration ``decode --enhance`` asked for (identity without it) of the picture
+    decoded from a file with ``header``.
 
     Options are checked and the network loaded here, before anything is decoded.
     """
@@ -104,9 +110,16 @@ def decode_enhancer(args: argparse.Namespace) -> Callable[[Image.Image], Image.I
             raise CliError(f"{_flag(extra[0])} needs --enhance")
         return lambda image: image
     from codec.determinism import native_convolutions
+    from postfilter import PostFilterError
+    from postfilter.api import lcodec_enhancer
     from postfilter.restore_api import check_conditions, restore_image
 
     _check_options(args.enhance, args)
+    if args.enhance == "artifacts":
+        try:
+            return lcodec_enhancer(header, args.enhance_weights)
+        except PostFilterError as e:
+            raise CliError(str(e)) from None
     sigma, blur = check_conditions(args.enhance, args.sigma, args.blur_sigma)
     runner = _runner(args.enhance, args.enhance_weights)
 
@@ -180,20 +193,18 @@ def _enhance(args: argparse.Namespace) -> str:
     if args.task != "artifacts":
         return _restore(args, src, dst)
 
-    from postfilter import load_filter
+    from postfilter import filter_for
 
-    pf = load_filter(None if args.weights is None else str(args.weights))
-    how = "told" if args.qp is not None else "estimated"
+    pf = filter_for("qp", args.weights)
+    how = "blind" if args.qp is None else f"at QP {args.qp:g}"
     if is_video:
         n = _enhance_video(pf, src, dst, args.qp, args.tile, progress=not args.quiet)
-        qp = "estimated per frame" if args.qp is None else f"{args.qp:g} (told)"
-        return f"{dst}: {n} frames enhanced with {pf.model_id} at QP {qp}"
+        return f"{dst}: {n} frames enhanced with {pf.model_id} ({how})"
     image = _read_image(src)
-    qp = pf.estimate_qp(_rgb(image)) if args.qp is None else args.qp
-    out = Image.fromarray(pf(_rgb(image), qp, args.tile))
+    out = Image.fromarray(pf(_rgb(image), args.qp, args.tile))
     fmt = Image.registered_extensions()[out_ext]
     write_atomic(dst, lambda tmp: out.save(tmp, format=fmt))
-    return f"{dst}: enhanced with {pf.model_id} at QP {qp:.1f} ({how})"
+    return f"{dst}: enhanced with {pf.model_id} ({how})"
 
 
 def _restore(args: argparse.Namespace, src: Path, dst: Path) -> str:

@@ -102,8 +102,8 @@ def cmd_decode(args) -> int:
     from bitstream import unpack
 
     data = read_bytes(args.input)
-    unpack(data)  # report a bad file before loading the model
-    restore = enhance.decode_enhancer(args)  # --enhance checked and loaded before decoding
+    header, _ = unpack(data)  # report a bad file before loading the model
+    restore = enhance.decode_enhancer(args, header)  # --enhance checked and loaded first
     image = restore(_load_codec(args).decode(data))
     fmt = Image.registered_extensions()[ext]
     write_atomic(args.output, lambda tmp: image.save(tmp, format=fmt))

@@ -1,26 +1,31 @@
 """Decoder-side enhancement networks: artefact removal, denoising, super-resolution, deblurring.
 
-``enhance(image, qp=None)`` restores a decoded picture with the shipped post-filter
-(``weights/hevc-artifacts-v1.safetensors``); without ``qp`` it estimates the coding
-strength from the picture (blind mode).  ``denoise(image, sigma=None)``,
+``enhance(image, qp=None)`` restores an HEVC/HEIC decode with the shipped post-filter
+(``weights/hevc-artifacts-v2.safetensors``); without ``qp`` the network judges the coding
+strength itself (blind mode).  ``decode_enhanced(data)`` decodes an ``.lcf`` file and
+restores it with the filter of our codec's decodes (``weights/lcodec-artifacts-v1``), told
+the file's quality level.  ``denoise(image, sigma=None)``,
 ``super_resolve(image, scale)`` and ``deblur(image, blur_sigma, sigma=0.0)`` run the
 restoration networks (``weights/<task>-v1.safetensors``, :mod:`postfilter.restore_api`).
 ``lcodec enhance`` (``cli/enhance.py``) runs them on pictures, HEIC files and videos.
 """
 
-from .api import PostFilter, enhance, load_filter
+from .api import PostFilter, decode_enhanced, enhance, filter_for, load_filter
 from .restore_api import RestoreRunner, deblur, denoise, load_runner, super_resolve
-from .weights import DEFAULT_WEIGHTS, RESTORE_WEIGHTS, PostFilterError
+from .weights import DEFAULT_WEIGHTS, LCODEC_WEIGHTS, RESTORE_WEIGHTS, PostFilterError
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "LCODEC_WEIGHTS",
     "RESTORE_WEIGHTS",
     "PostFilter",
     "PostFilterError",
     "RestoreRunner",
     "deblur",
+    "decode_enhanced",
     "denoise",
     "enhance",
+    "filter_for",
     "load_filter",
     "load_runner",
     "super_resolve",

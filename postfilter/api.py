@@ -1,9 +1,16 @@
-"""Enhance decoded pictures with the post-filter, told the QP or blind, in overlapping tiles."""
+"""Enhance decoded pictures with the post-filter, told the QP or blind, in overlapping tiles.
+
+:func:`enhance` restores HEVC/HEIC decodes.  :func:`decode_enhanced` decodes an ``.lcf`` file
+with our codec and restores it with the filter of our codec's decodes, told the file's
+quality level (:func:`lcodec_enhancer`, which ``lcodec decode --enhance artifacts`` runs).
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,12 +19,16 @@ from PIL import Image
 
 from evaluation.metrics import rgb_array
 
-from .model import denormalize_qp, normalize_qp
-from .weights import load_weights
+from .model import CONDITIONS, qp_conditions
+from .weights import DEFAULT_WEIGHTS, LCODEC_WEIGHTS, PostFilterError, load_weights
 
-QP_MIN, QP_MAX = 22.0, 47.0  # the trained range; QPs outside it are clamped
+if TYPE_CHECKING:
+    from bitstream import Header
+    from codec import Codec
+
 DEFAULT_TILE = 512
-ESTIMATE_SIDE = 1024  # the blind estimate looks at a centred crop at most this big
+#: The shipped filter of each condition kind.
+FILTER_WEIGHTS = {"qp": DEFAULT_WEIGHTS, "quality": LCODEC_WEIGHTS}
 
 
 def rgb_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -37,40 +48,42 @@ def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class PostFilter:
-    """A loaded post-filter: ``pf(rgb, qp)`` restores an HxWx3 uint8 array."""
+    """A loaded post-filter: ``pf(rgb, qp)`` restores an HxWx3 uint8 array; ``condition``
+    says what ``qp`` is (:data:`postfilter.model.CONDITIONS`)."""
 
     def __init__(self, weights: Path | str | None = None) -> None:
         self.net, meta = load_weights(weights)
         self.model_id: str = meta["model_id"]
+        self.condition: str = self.net.config.condition
         self._scale_qp, self._scale = meta["residual_scale"]
+        self._blind_scale: float = meta["blind_scale"]
 
-    def residual_scale(self, qp: float) -> float:
-        """The safety factor on the predicted correction at ``qp`` (from the weights file)."""
+    def residual_scale(self, qp: float | None) -> float:
+        """The safety factor on the predicted correction at ``qp``, or in blind mode when
+        ``qp`` is None (from the weights file)."""
+        if qp is None:
+            return self._blind_scale
         return float(np.interp(qp, self._scale_qp, self._scale))
 
     @property
     def context(self) -> int:
         """Overlap (pixels) that makes tiled output equal to untiled output."""
-        return self.net.filter.context
-
-    @torch.no_grad()
-    def estimate_qp(self, rgb: np.ndarray) -> float:
-        """The QP the estimator reads off the picture (blind mode)."""
-        h, w = rgb.shape[:2]
-        y, x = max(0, (h - ESTIMATE_SIDE) // 2), max(0, (w - ESTIMATE_SIDE) // 2)
-        crop = pad_to(rgb_tensor(rgb[y : y + ESTIMATE_SIDE, x : x + ESTIMATE_SIDE]), 4)
-        return float(denormalize_qp(self.net.estimator(crop)))
+        return self.net.context
 
     @torch.no_grad()
     def __call__(
         self, rgb: np.ndarray, qp: float | None = None, tile: int = DEFAULT_TILE
     ) -> np.ndarray:
-        """Restored copy of ``rgb`` (HxWx3 uint8); the QP is estimated when ``qp`` is None."""
+        """Restored copy of ``rgb`` (HxWx3 uint8), the filter told ``qp`` (the HEVC QP, or
+        the quality level for a filter of our codec's decodes; clamped to the trained range),
+        or blind when ``qp`` is None."""
         rgb = rgb_array(rgb)
         if tile < 16 or tile % 2:
             raise ValueError(f"tile size must be even and at least 16, got {tile}")
-        qp = min(max(self.estimate_qp(rgb) if qp is None else qp, QP_MIN), QP_MAX)
-        qn = torch.tensor([normalize_qp(qp)])
+        if qp is not None:
+            kind = CONDITIONS[self.condition]
+            qp = min(max(qp, kind.low), kind.high)
+        cond = qp_conditions(None if qp is None else torch.tensor([qp]), kind=self.condition)
         h, w = rgb.shape[:2]
         x = pad_to(rgb_tensor(rgb), 2)
         hp, wp = x.shape[-2:]
@@ -81,7 +94,7 @@ class PostFilter:
                 y1, x1 = min(y0 + tile, hp), min(x0 + tile, wp)
                 ya, xa = max(0, y0 - m), max(0, x0 - m)
                 part = x[..., ya : min(hp, y1 + m), xa : min(wp, x1 + m)]
-                r = self.net.filter.residual(part, qn)
+                r = self.net.residual(part, cond)
                 res[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
         return rgb_uint8((x + self.residual_scale(qp) * res)[..., :h, :w])
 
@@ -90,6 +103,18 @@ class PostFilter:
 def load_filter(weights: str | None = None) -> PostFilter:
     """The post-filter of a weights file (default: the shipped one), loaded once."""
     return PostFilter(weights)
+
+
+def filter_for(condition: str, weights: Path | str | None = None) -> PostFilter:
+    """The post-filter of ``weights`` (default: the shipped one of ``condition``), loaded once;
+    :class:`PostFilterError` unless it is told that kind of value (``"qp"``: HEVC decodes,
+    ``"quality"``: our codec's)."""
+    path = str(FILTER_WEIGHTS[condition] if weights is None else weights)
+    pf = load_filter(path)
+    if pf.condition != condition:
+        have, want = CONDITIONS[pf.condition].meaning, CONDITIONS[condition].meaning
+        raise PostFilterError(f"{path} is a post-filter for {have}, not for {want}")
+    return pf
 
 
 def enhance(
@@ -102,10 +127,55 @@ def enhance(
     """Remove HEVC/HEIC coding artefacts from a decoded picture; blind when ``qp`` is None.
 
     ``qp`` is the HEVC QP the picture was coded with (an HEIC ``quality`` q maps to QP
-    ``postfilter.heic.quality_to_qp(q)``).  An alpha channel is passed through unchanged.
+    ``postfilter.heic.quality_to_qp(q)``); blind, the network judges the strength itself.
+    An alpha channel is passed through unchanged.
     """
-    pf = load_filter(None if weights is None else str(weights))
+    pf = filter_for("qp", weights)
     out = Image.fromarray(pf(rgb_array(image), qp, tile))
     if "A" in image.getbands():
         out.putalpha(image.getchannel("A"))
     return out
+
+
+def lcodec_enhancer(
+    header: Header, weights: Path | str | None = None, tile: int = DEFAULT_TILE
+) -> Callable[[Image.Image], Image.Image]:
+    """The artefact filter for the picture our codec decodes from a file with ``header``:
+    told the file's quality level, on native convolutions (the pixels do not depend on the
+    thread count or ``tile``); grayscale stays grayscale.
+
+    Checked here, before anything is decoded: files of the low-rate mode (coded downscaled,
+    restored by super-resolution) are refused, and so are weights of HEVC filters.
+    """
+    from codec.determinism import native_convolutions  # not at the top: codec loads CompressAI
+
+    if header.downscale > 1:
+        raise PostFilterError(
+            "the artefact filter takes full-size files; this one is coded at "
+            f"1/{header.downscale} size (low-rate mode)"
+        )
+    pf = filter_for("quality", weights)
+
+    def restore(image: Image.Image) -> Image.Image:
+        with native_convolutions():
+            out = Image.fromarray(pf(rgb_array(image), header.quality, tile))
+        return out.convert("L") if image.mode == "L" else out
+
+    return restore
+
+
+def decode_enhanced(
+    data: bytes,
+    *,
+    model: Codec | None = None,
+    weights: Path | str | None = None,
+    tile: int = DEFAULT_TILE,
+) -> Image.Image:
+    """Decode an ``.lcf`` file with ``model`` (default: the shipped codec) and remove its
+    coding artefacts with the filter of our codec's decodes (default: the shipped one), told
+    the file's quality level: ``lcodec decode --enhance artifacts``."""
+    import codec
+    from bitstream import unpack
+
+    restore = lcodec_enhancer(unpack(data)[0], weights, tile)  # checks before decoding
+    return restore(codec.decode(data) if model is None else model.decode(data))

@@ -29,8 +29,8 @@ from evaluation.bd import bd_psnr, bd_rate
 from evaluation.files import write_text_atomic
 from evaluation.metrics import bpp, psnr
 
-from . import heic
-from .api import PostFilter
+from . import heic, x265
+from .api import PostFilter, filter_for
 
 QUALITIES = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)  # QP 44.6 .. 22.1
 
@@ -50,43 +50,58 @@ def _timed(fn, *args) -> tuple[np.ndarray, float]:
     return out, time.perf_counter() - t
 
 
-def kodak_rows(pf: PostFilter, kodak: Path, qualities, cache: Path) -> list[dict]:
-    """One row per image and quality: bpp, QP, PSNR before/after (told, blind), times."""
+def kodak_paths(kodak: Path) -> list[Path]:
+    """The PNG pictures of the Kodak folder, sorted."""
     paths = sorted(p for p in kodak.iterdir() if p.suffix.lower() == ".png")
     if not paths:
         raise FileNotFoundError(f"no PNG images in {kodak}")
+    return paths
+
+
+def measure(pf: PostFilter, ref: Image.Image, dec: np.ndarray, told: float) -> dict:
+    """PSNR of ``dec`` before and after the filter, told ``told`` and blind, and its times."""
+    after, t_told = _timed(pf, dec, told)
+    blind, t_blind = _timed(pf, dec)
+    base = psnr(ref, dec)
+    return {
+        "psnr": base,
+        "psnr_told": psnr(ref, after),
+        "psnr_blind": psnr(ref, blind),
+        "gain_told": psnr(ref, after) - base,
+        "gain_blind": psnr(ref, blind) - base,
+        "time_told_s": t_told,
+        "time_blind_s": t_blind,
+    }
+
+
+def kodak_rows(pf: PostFilter, kodak: Path, qualities, cache: Path) -> list[dict]:
+    """One row per image and quality: bpp, QP, PSNR before/after (told, blind), times."""
     rows = []
-    for path in tqdm(paths, desc="kodak", unit="image"):
+    for path in tqdm(kodak_paths(kodak), desc="kodak", unit="image"):
         ref = Image.open(path).convert("RGB")
         for q in qualities:
             data = _heic_file(cache, ref, path.stem, q)
             dec = np.asarray(heic.decode(data))
             qp = heic.quality_to_qp(q)
-            told, t_told = _timed(pf, dec, qp)
-            est, t_est = _timed(pf.estimate_qp, dec)
-            blind = pf(dec, est)
-            base = psnr(ref, dec)
-            rows.append(
-                {
-                    "image": path.name,
-                    "quality": q,
-                    "qp": qp,
-                    "estimated_qp": est,
-                    "bpp": bpp(len(data), *ref.size),
-                    "psnr": base,
-                    "psnr_told": psnr(ref, told),
-                    "psnr_blind": psnr(ref, blind),
-                    "gain_told": psnr(ref, told) - base,
-                    "gain_blind": psnr(ref, blind) - base,
-                    "time_told_s": t_told,
-                    "time_blind_s": t_told + t_est,
-                }
-            )
+            row = {"image": path.name, "quality": q, "qp": qp, "bpp": bpp(len(data), *ref.size)}
+            rows.append(row | measure(pf, ref, dec, qp))
     return rows
 
 
 def summarize(rows: list[dict], qualities) -> dict:
     """Per-quality averages and worst changes, BD-rate/PSNR of the filter vs HEIC alone."""
+    per_q = per_quality(rows, qualities)
+    at37 = min(per_q, key=lambda s: abs(s["qp"] - 37))
+    return {
+        "per_quality": per_q,
+        "bd_vs_heic": filter_bd(per_q),
+        "closest_to_qp37": at37,
+        "time_per_image_s": filter_times(rows),
+    }
+
+
+def per_quality(rows: list[dict], qualities) -> list[dict]:
+    """Per quality: the mean of every number of the rows, and the worst gains and images."""
     per_q = []
     for q in qualities:
         r = [row for row in rows if row["quality"] == q]
@@ -101,6 +116,12 @@ def summarize(rows: list[dict], qualities) -> dict:
             "worst_image_blind": worst_blind["image"],
         }
         per_q.append(mean)
+    return per_q
+
+
+def filter_bd(per_q: list[dict]) -> dict[str, dict[str, float]]:
+    """BD-rate and BD-PSNR of the filtered curves (told, blind) against the unfiltered one:
+    same bpp, the filter's PSNR."""
     rate = [s["bpp"] for s in per_q]
     base = [s["psnr"] for s in per_q]
     bd = {}
@@ -110,17 +131,16 @@ def summarize(rows: list[dict], qualities) -> dict:
             "bd_rate_pct": bd_rate(rate, base, rate, after),
             "bd_psnr_db": bd_psnr(rate, base, rate, after),
         }
-    at37 = min(per_q, key=lambda s: abs(s["qp"] - 37))
+    return bd
+
+
+def filter_times(rows: list[dict]) -> dict[str, float]:
+    """The filter's seconds per image, told (mean, median) and blind (mean)."""
     times = [row["time_told_s"] for row in rows]
     return {
-        "per_quality": per_q,
-        "bd_vs_heic": bd,
-        "closest_to_qp37": at37,
-        "time_per_image_s": {
-            "told_mean": float(np.mean(times)),
-            "told_median": float(np.median(times)),
-            "blind_mean": float(np.mean([r["time_blind_s"] for r in rows])),
-        },
+        "told_mean": float(np.mean(times)),
+        "told_median": float(np.median(times)),
+        "blind_mean": float(np.mean([r["time_blind_s"] for r in rows])),
     }
 
 
@@ -148,28 +168,18 @@ def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path) -> dict:
     coded = cache / f"{y4m.stem}_x265_qp{qp}.mp4"
     if not coded.is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = coded.with_name("tmp_" + coded.name)
-        with av.open(str(tmp), "w") as out:
-            s = out.add_stream("libx265", rate=50)
-            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-            s.options = {"preset": "medium", "x265-params": f"qp={qp}:pools=1:log-level=error"}
-            for i, f in enumerate(frames):
-                f.pts = i
-                out.mux(s.encode(f))
-            out.mux(s.encode(None))
-        tmp.replace(coded)
+        x265.encode(frames, qp, coded)
     res = {"before": [], "told": [], "blind": [], "told_rgb_roundtrip": []}
     elapsed = 0.0
-    with av.open(str(coded)) as inp:
-        for src, dec in zip(frames, inp.decode(video=0), strict=True):
-            ref, y, rgb = _y(src), _y(dec), dec.to_ndarray(format="rgb24")
-            res["before"].append(_y_psnr(ref, y))
-            told, t = _timed(pf, rgb, qp)
-            elapsed += t
-            for mode, out in (("told", told), ("blind", pf(rgb))):
-                res[mode].append(_y_psnr(ref, np.clip(y + _luma_delta(out, rgb), 0, 255)))
-            roundtrip = _y(av.VideoFrame.from_ndarray(told, "rgb24"))
-            res["told_rgb_roundtrip"].append(_y_psnr(ref, roundtrip))
+    for src, dec in zip(frames, x265.decode(coded), strict=True):
+        ref, y, rgb = _y(src), _y(dec), dec.to_ndarray(format="rgb24")
+        res["before"].append(_y_psnr(ref, y))
+        told, t = _timed(pf, rgb, qp)
+        elapsed += t
+        for mode, out in (("told", told), ("blind", pf(rgb))):
+            res[mode].append(_y_psnr(ref, np.clip(y + _luma_delta(out, rgb), 0, 255)))
+        roundtrip = _y(av.VideoFrame.from_ndarray(told, "rgb24"))
+        res["told_rgb_roundtrip"].append(_y_psnr(ref, roundtrip))
     mean = {k: float(np.mean(v)) for k, v in res.items()}
     return {
         "sequence": y4m.name,
@@ -197,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     qualities = [int(q) for q in args.qualities.split(",")]
-    pf = PostFilter(args.weights)
+    pf = filter_for("qp", args.weights)
     if not args.kodak.is_dir():
         print(f"error: Kodak not found at {args.kodak}", file=sys.stderr)
         return 2
@@ -217,22 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_table(result: dict) -> str:
-    lines = ["quality   QP    bpp   PSNR  +told (worst)  +blind (worst)  est.QP"]
-    for s in result["per_quality"]:
-        lines.append(
-            f"{s['quality']:7d} {s['qp']:4.1f} {s['bpp']:6.3f} {s['psnr']:6.2f}"
-            f" {s['gain_told']:+6.3f} ({s['worst_gain_told']:+.3f})"
-            f" {s['gain_blind']:+6.3f} ({s['worst_gain_blind']:+.3f})  {s['estimated_qp']:5.1f}"
-        )
-    for mode, bd in result["bd_vs_heic"].items():
-        lines.append(
-            f"BD-rate {mode}: {bd['bd_rate_pct']:+.2f}%  BD-PSNR {bd['bd_psnr_db']:+.3f} dB"
-        )
-    t = result["time_per_image_s"]
-    lines.append(
-        f"time per image ({result['threads']} threads): {t['told_mean']:.3f} s told, "
-        f"{t['blind_mean']:.3f} s blind"
-    )
+    lines = table_lines(result, result["bd_vs_heic"], with_qp=True)
     if "video" in result:
         v = result["video"]
         lines.append(
@@ -241,6 +236,37 @@ def format_table(result: dict) -> str:
             f"{v['fps_told']:.1f} fps"
         )
     return "\n".join(lines)
+
+
+def table_lines(result: dict, bd: dict, with_qp: bool) -> list[str]:
+    """The per-quality rows (with the QP column when ``with_qp``), the BD-rate/BD-PSNR lines
+    of :func:`filter_bd` (n/a where the curves do not overlap) and the time line of a result."""
+    lines = [
+        "quality" + ("   QP" if with_qp else "") + "    bpp   PSNR  +told (worst)  +blind (worst)"
+    ]
+    for s in result["per_quality"]:
+        lines.append(
+            f"{s['quality']:7d}"
+            + (f" {s['qp']:4.1f}" if with_qp else "")
+            + f" {s['bpp']:6.3f} {s['psnr']:6.2f}"
+            f" {s['gain_told']:+6.3f} ({s['worst_gain_told']:+.3f})"
+            f" {s['gain_blind']:+6.3f} ({s['worst_gain_blind']:+.3f})"
+        )
+
+    def fmt(value: float | None, spec: str, unit: str) -> str:
+        return "n/a" if value is None else format(value, spec) + unit
+
+    lines += [
+        f"BD-rate {mode}: {fmt(d['bd_rate_pct'], '+.2f', '%')}  "
+        f"BD-PSNR {fmt(d['bd_psnr_db'], '+.3f', ' dB')}"
+        for mode, d in bd.items()
+    ]
+    t = result["time_per_image_s"]
+    lines.append(
+        f"time per image ({result['threads']} threads): {t['told_mean']:.3f} s told, "
+        f"{t['blind_mean']:.3f} s blind"
+    )
+    return lines
 
 
 if __name__ == "__main__":

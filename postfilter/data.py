@@ -1,15 +1,24 @@
-"""Training pairs: random crops of the training photos and their HEIC (x265) decodes.
+"""Training pairs: random crops of the training photos and their HEIC (x265) decodes, and of
+frames of training clips and their libx265 decodes (:func:`build`); or crops of the photos
+and their decodes by our own codec (:func:`build_lcodec`).
 
 Each crop of a randomly rescaled photo is coded as its own HEIC picture at a random quality
 0..50 (QP 22..47, see :mod:`postfilter.heic`), mostly 4:4:4 and some 4:2:0.  Every
 ``val_every``-th photo (sorted by name) is held out for validation, coded at fixed qualities.
+Clips are coded in segments of ``SEGMENT`` frames (4:2:0, libx265 at a random QP 22..47, so
+mostly P and B frames) and random crops of their frames join the training pairs, labelled
+with the segment's QP.
+Our codec's pairs: each crop is coded and decoded by the shipped codec at a random quality
+level 1..8; the held-out photos' crops at every quality.  Kodak pictures are refused.
 The pairs are cached as ``train.npz`` and ``val.npz`` (uint8 ``orig`` and ``dec`` arrays
-N x crop x crop x 3, float32 ``qp``) in the cache folder.
+N x crop x crop x 3, float32 ``qp``: the HEVC QP, or our codec's quality level) in the
+cache folder, with the settings that made them (``settings.json``).
 """
 
 from __future__ import annotations
 
 import json
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +28,12 @@ from tqdm import tqdm
 from . import heic
 
 VAL_QUALITIES = (0, 10, 20, 30, 40, 50)
+VAL_CROPS = 2  # crops per held-out photo, each coded at every validation quality
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+CLIP_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m"}
+SEGMENT = 8  # frames per coded clip segment
+CROPS_PER_SEGMENT = 4
+MAX_CLIP_FRAMES = 300  # the segments start among a clip's first frames
 
 
 def photo_paths(folder: Path) -> list[Path]:
@@ -27,6 +41,27 @@ def photo_paths(folder: Path) -> list[Path]:
     if not paths:
         raise FileNotFoundError(f"no images in {folder}")
     return paths
+
+
+def training_photos(folder: Path, val_every: int) -> list[Path]:
+    """The photos of ``folder`` (sorted by name), at least ``val_every`` so that one
+    validates; Kodak's (``kodim*``) are refused, Kodak being the test set."""
+    paths = photo_paths(folder)
+    if len(paths) < val_every:
+        raise FileNotFoundError(f"need at least {val_every} photos in {folder}, one to validate")
+    if any(p.name.lower().startswith("kodim") for p in paths):
+        raise ValueError(f"{folder} holds Kodak pictures, the test set: never train on them")
+    return paths
+
+
+def _held_out(index: int, val_every: int) -> bool:
+    """Whether the ``index``-th photo (sorted by name) validates."""
+    return index % val_every == val_every - 1
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
 
 
 def _random_crop(img: Image.Image, crop: int, rng: np.random.Generator) -> Image.Image:
@@ -45,11 +80,62 @@ def _pair(crop: Image.Image, quality: int, chroma: str) -> tuple[np.ndarray, np.
     return np.asarray(crop), np.asarray(dec), heic.quality_to_qp(quality)
 
 
+def _clip_pairs(
+    path: Path, count: int, crop: int, rng: np.random.Generator, workdir: Path
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """``count`` random crops of frames of the clip ``path`` and of their libx265 decodes.
+
+    The frames are first brought to limited-range BT.601 ``yuv420p`` (what the encoder
+    codes, and how an HEVC decode is converted back to RGB), so that both sides of a pair
+    are converted alike and differ by the coding only.
+    """
+    import av
+
+    from codec.video_io import to_rgb, to_yuv420
+
+    from . import x265
+
+    with av.open(str(path)) as inp:
+        frames = [to_yuv420(to_rgb(f)) for f in islice(inp.decode(video=0), MAX_CLIP_FRAMES)]
+    h, w = frames[0].height, frames[0].width
+    if len(frames) < SEGMENT or min(h, w) < crop:
+        return []
+    pairs = []
+    coded = workdir / "segment.mp4"
+    while len(pairs) < count:
+        start = int(rng.integers(0, len(frames) - SEGMENT + 1))
+        qp = int(rng.integers(22, 48))
+        segment = frames[start : start + SEGMENT]
+        x265.encode(segment, qp, coded)
+        decoded = x265.decode(coded)
+        for i in rng.choice(np.arange(1, SEGMENT), CROPS_PER_SEGMENT, replace=False):
+            y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+            box = (slice(y, y + crop), slice(x, x + crop))
+            orig = to_rgb(segment[i], full_range=False)[box]
+            dec = to_rgb(decoded[i], full_range=False)[box]
+            pairs.append((orig, dec, float(qp)))
+    coded.unlink(missing_ok=True)
+    return pairs[:count]
+
+
 def _save(path: Path, pairs: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
     orig, dec, qp = zip(*pairs, strict=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, orig=np.stack(orig), dec=np.stack(dec), qp=np.asarray(qp, np.float32))
     tmp.replace(path)
+
+
+def _is_built(cache: Path, stamp: dict) -> bool:
+    """Whether ``cache`` holds pairs made with the settings ``stamp``."""
+    stamp_path = Path(cache) / "settings.json"
+    return stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp
+
+
+def _write(cache: Path, train: list, val: list, stamp: dict) -> None:
+    """Save the pairs, then the settings that made them (last: a cut-off build is redone)."""
+    _save(cache / "train.npz", train)
+    _save(cache / "val.npz", val)
+    (cache / "settings.json").write_text(json.dumps(stamp))
 
 
 def build(
@@ -60,8 +146,11 @@ def build(
     val_every: int = 10,
     share_420: float = 0.2,
     seed: int = 0,
+    clips: Path | None = None,
+    crops_per_clip: int = 24,
 ) -> None:
-    """Write the training and validation pairs into ``cache`` unless they are there already."""
+    """Write the training and validation pairs into ``cache`` unless they are there already
+    (the photos' HEIC pairs, plus ``crops_per_clip`` video pairs per clip in ``clips``)."""
     cache = Path(cache)
     stamp = {
         "photos": str(photos),
@@ -70,30 +159,80 @@ def build(
         "val_every": val_every,
         "share_420": share_420,
         "seed": seed,
+        "clips": None if clips is None else str(clips),
+        "crops_per_clip": crops_per_clip,
     }
-    stamp_path = cache / "settings.json"
-    if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
+    if _is_built(cache, stamp):
         return
     cache.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    paths = photo_paths(photos)
-    if len(paths) < val_every:
-        raise FileNotFoundError(f"need at least {val_every} photos in {photos}, one to validate")
+    paths = training_photos(photos, val_every)
     train, val = [], []
     for i, path in enumerate(tqdm(paths, desc="coding HEIC pairs")):
-        with Image.open(path) as im:
-            img = im.convert("RGB")
-        if i % val_every == val_every - 1:
-            for _ in range(2):
+        img = _open_rgb(path)
+        if _held_out(i, val_every):
+            for _ in range(VAL_CROPS):
                 c = _random_crop(img, crop, rng)
                 val += [_pair(c, q, "444") for q in VAL_QUALITIES]
             continue
         for _ in range(crops_per_image):
             chroma = "420" if rng.random() < share_420 else "444"
             train.append(_pair(_random_crop(img, crop, rng), int(rng.integers(0, 51)), chroma))
-    _save(cache / "train.npz", train)
-    _save(cache / "val.npz", val)
-    stamp_path.write_text(json.dumps(stamp))
+    if clips is not None:
+        clip_paths = sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in CLIP_EXTS)
+        for path in tqdm(clip_paths, desc="coding x265 clip pairs"):
+            train += _clip_pairs(path, crops_per_clip, crop, rng, cache)
+    _write(cache, train, val, stamp)
+
+
+def build_lcodec(
+    photos: Path,
+    cache: Path,
+    crops_per_image: int = 16,
+    crop: int = 256,
+    val_every: int = 10,
+    seed: int = 0,
+    codec_weights: Path | None = None,
+) -> None:
+    """Write our codec's training and validation pairs into ``cache`` unless they are there
+    already: ``crops_per_image`` crops of each training photo coded and decoded by the codec
+    (``codec_weights``, default: the shipped one) at a random quality level, and
+    ``VAL_CROPS`` crops of each held-out photo at every quality level."""
+    import codec  # not at the top: it loads CompressAI
+
+    model = codec.load_model(codec_weights)
+    cache = Path(cache)
+    stamp = {
+        "source": "lcodec",
+        "photos": str(photos),
+        "crops": crops_per_image,
+        "crop": crop,
+        "val_every": val_every,
+        "seed": seed,
+        "codec": f"{model.model_id} {model.digest.hex()}",
+    }
+    if _is_built(cache, stamp):
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = training_photos(photos, val_every)
+
+    def pair(c: Image.Image, quality: int) -> tuple[np.ndarray, np.ndarray, float]:
+        orig = np.asarray(c)
+        return orig, model.decode_array(model.encode(orig, quality=quality))[1], float(quality)
+
+    train, val = [], []
+    for i, path in enumerate(tqdm(paths, desc="coding lcodec pairs")):
+        img = _open_rgb(path)
+        if _held_out(i, val_every):
+            for _ in range(VAL_CROPS):
+                c = _random_crop(img, crop, rng)
+                val += [pair(c, q) for q in range(1, model.qualities + 1)]
+            continue
+        for _ in range(crops_per_image):
+            c = _random_crop(img, crop, rng)
+            train.append(pair(c, int(rng.integers(1, model.qualities + 1))))
+    _write(cache, train, val, stamp)
 
 
 def load(cache: Path, split: str) -> dict[str, np.ndarray]:

@@ -1,10 +1,16 @@
-"""The artefact-removal network and its strength (QP) estimator.
+"""The artefact-removal network.
 
 ``ArtifactNet`` is an EDSR-style residual CNN (after Kirmemis, Bakar & Tekalp 2018) that
-works at half resolution: the RGB image is pixel-unshuffled by 2, a constant plane holding
-the normalised QP is appended, residual blocks predict a correction, and pixel-shuffle
-brings it back to full resolution, where it is added to the decoded image.
-``QPEstimator`` regresses the normalised QP from the decoded image for the blind mode.
+works at half resolution (:class:`~postfilter.layers.HalfResolutionNet`): the RGB image is
+pixel-unshuffled by 2, two constant planes are appended, residual blocks predict a
+correction, and pixel-shuffle brings it back to full resolution, where it is added to the
+decoded image.  The planes are ``(normalised QP, 1)`` when the QP is known and ``(0, 0)``
+when it is not: the network is trained both ways (the QP hidden from a share of the
+patches), so one network serves the told-QP and the blind mode.
+
+What the network is told is its config's ``condition`` kind (:data:`CONDITIONS`): the HEVC
+QP (``"qp"``, filters of HEVC/HEIC decodes) or our codec's quality level (``"quality"``,
+filters of ``.lcf`` decodes), each normalised from its trained range to -1..1.
 """
 
 from __future__ import annotations
@@ -12,75 +18,65 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from .layers import HalfResolutionNet
 
-QP_CENTER, QP_SCALE = 34.5, 12.5  # normalised QP = (QP - center) / scale, QP 22..47 -> -1..1
+
+@dataclass(frozen=True)
+class Condition:
+    """A kind of value a filter is told: its trained range (values outside are clamped) and
+    what it measures."""
+
+    low: float
+    high: float
+    meaning: str
+
+    def normalize(self, value: torch.Tensor | float) -> torch.Tensor | float:
+        """``value`` mapped linearly from ``low..high`` to -1..1."""
+        return (value - (self.low + self.high) / 2) / ((self.high - self.low) / 2)
 
 
-def normalize_qp(qp: torch.Tensor | float) -> torch.Tensor | float:
-    return (qp - QP_CENTER) / QP_SCALE
-
-
-def denormalize_qp(q: torch.Tensor | float) -> torch.Tensor | float:
-    return q * QP_SCALE + QP_CENTER
+#: The condition kinds: HEVC QP 22..47 -> (QP - 34.5) / 12.5; quality 1..8 -> (q - 4.5) / 3.5.
+CONDITIONS = {
+    "qp": Condition(22.0, 47.0, "HEVC/HEIC decodes (told the QP)"),
+    "quality": Condition(1.0, 8.0, "lcodec decodes (told the quality level)"),
+}
 
 
 @dataclass
 class FilterConfig:
-    channels: int = 32
+    channels: int = 48
     blocks: int = 8
-    est_channels: int = 24
+    condition: str = "qp"  # a key of CONDITIONS
+
+    def __post_init__(self) -> None:
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"unknown filter condition {self.condition!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> FilterConfig:
-        return cls(**{k: int(d[k]) for k in ("channels", "blocks", "est_channels")})
+        """The config of a dict from :meth:`to_dict`; files written before the condition kind
+        existed are HEVC filters (``"qp"``)."""
+        sizes = {k: int(d[k]) for k in ("channels", "blocks")}
+        return cls(**sizes, condition=str(d.get("condition", "qp")))
+
+
+def qp_conditions(qp: torch.Tensor | None, n: int = 1, kind: str = "qp") -> torch.Tensor:
+    """Conditioning rows (N,2): ``(normalised value, 1)`` per value in ``qp`` (N,), or ``n``
+    blind rows ``(0, 0)`` when ``qp`` is None.  The values are of the condition ``kind``
+    (HEVC QPs, or quality levels for ``"quality"``; the pair caches keep them as ``qp``)."""
+    if qp is None:
+        return torch.zeros(n, 2)
+    qp = torch.as_tensor(qp, dtype=torch.float32).reshape(-1)
+    return torch.stack([CONDITIONS[kind].normalize(qp), torch.ones_like(qp)], dim=1)
 
 
 class ArtifactNet(HalfResolutionNet):
-    """Decoded RGB in [0, 1] (N,3,H,W with H, W even) and normalised QP (N,) -> restored."""
+    """Decoded RGB in [0, 1] (N,3,H,W with H, W even) and conditions (N,2) -> restored."""
 
     def __init__(self, config: FilterConfig) -> None:
-        super().__init__(config.channels, config.blocks, conditions=1)
-
-    def residual(self, x: torch.Tensor, qn: torch.Tensor) -> torch.Tensor:
-        return super().residual(x, qn.reshape(-1, 1))
-
-    def forward(self, x: torch.Tensor, qn: torch.Tensor) -> torch.Tensor:
-        return x + self.residual(x, qn)
-
-
-class QPEstimator(nn.Module):
-    """Decoded RGB in [0, 1] (N,3,H,W with H, W multiples of 4) -> normalised QP (N,)."""
-
-    def __init__(self, config: FilterConfig) -> None:
-        super().__init__()
-        c = config.est_channels
-        self.features = nn.Sequential(  # leaky: plain ReLUs died in training
-            nn.Conv2d(16 * 3, c, 3, padding=1),
-            nn.LeakyReLU(0.1),
-            nn.Conv2d(c, c, 3, stride=2, padding=1),
-            nn.LeakyReLU(0.1),
-            nn.Conv2d(c, c, 3, stride=2, padding=1),
-            nn.LeakyReLU(0.1),
-        )
-        self.out = nn.Linear(c, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(F.pixel_unshuffle(x - 0.5, 4))
-        return self.out(f.mean(dim=(2, 3))).squeeze(1)
-
-
-class PostFilterNet(nn.Module):
-    """The filter and its estimator, saved and loaded together."""
-
-    def __init__(self, config: FilterConfig) -> None:
-        super().__init__()
+        super().__init__(config.channels, config.blocks, conditions=2)
         self.config = config
-        self.filter = ArtifactNet(config)
-        self.estimator = QPEstimator(config)

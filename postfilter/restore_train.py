@@ -16,7 +16,6 @@ resumes from it; ``<out>/log.csv`` logs training and validation PSNR.
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import time
 from pathlib import Path
@@ -31,7 +30,15 @@ from evaluation.metrics import psnr
 from . import restore
 from .data import photo_paths
 from .restore import RestoreConfig, Restorer
-from .train import add_run_arguments, budget_step, save_checkpoint, to_tensor, to_uint8, write_row
+from .train import (
+    add_run_arguments,
+    budget_step,
+    open_log,
+    save_checkpoint,
+    to_tensor,
+    to_uint8,
+    write_row,
+)
 from .weights import export_restorer
 
 SCALES = (1.0, 0.75, 0.5)
@@ -184,11 +191,8 @@ def train(args: argparse.Namespace) -> Restorer:
     rng = np.random.default_rng(args.seed + step)
     gen = torch.Generator().manual_seed(args.seed + step)
     fields = ["step", "elapsed_s", "lr", "loss"] + list(val.run(net))
-    new_log = not log_path.is_file()
-    with open(log_path, "a", newline="") as f:
-        log = csv.DictWriter(f, fields)
-        if new_log:
-            log.writeheader()
+    f, log = open_log(log_path, fields)
+    with f:
         start = time.monotonic() - elapsed
         loss_sum = 0.0
         while (now := budget_step(args, opt, start, step)) is not None:

@@ -1,17 +1,24 @@
-"""Train the post-filter on HEIC decodes of the training photos.
+"""Train the post-filter on HEVC decodes (``--source hevc``, the default: HEIC pictures of the
+training photos and, with ``--clips``, libx265 decodes of training video clips), or on our
+own codec's decodes of the training photos (``--source lcodec``, told the quality level):
 
-    python -m postfilter.train ../shared/data/train --out runs/pf --minutes 31 \
-        --export postfilter/weights/hevc-artifacts-v1.safetensors
+    python -m postfilter.train ../shared/data/train --clips ../shared/data/video/train \
+        --out runs/pf2 --minutes 90 --init postfilter/weights/denoise-v1.safetensors \
+        --export postfilter/weights/hevc-artifacts-v2.safetensors
+    python -m postfilter.train ../shared/data/train --source lcodec --cache runs/lcodec-pf-data \
+        --out runs/lcodec-pf --minutes 55 --init postfilter/weights/denoise-v1.safetensors \
+        --export postfilter/weights/lcodec-artifacts-v1.safetensors
 
 Codes (once) and caches the training pairs (see :mod:`postfilter.data`), then trains the
-filter (relative MSE, told QP with a little jitter) with Adam, bfloat16 autocast and a
-cosine learning rate over the time or step budget, then (``--estimator-steps``) the QP
-estimator (L1) with the filter frozen.  ``<out>/ckpt.pt`` is
-written every ``--ckpt-every`` steps and a rerun resumes from it (also to add estimator
-steps); ``<out>/log.csv`` logs training and validation (held-out photos: PSNR gain with the
-told QP and blind, worst pair, estimator error).  ``--export`` writes the weights and copies
-the log beside them, with a per-QP residual scale (safety) calibrated on the held-out
-photos.
+filter (relative MSE; told the QP with a little jitter, or the exact quality level, or blind
+for ``--blind-share`` of the patches) with Adam, bfloat16 autocast and a cosine learning
+rate over the time or step budget.  ``--init`` starts the trunk from a half-resolution
+restoration network (the denoiser) instead of from scratch.  ``<out>/ckpt.pt`` is written
+every ``--ckpt-every`` steps and a rerun resumes from it; ``<out>/log.csv`` logs training
+and validation (held-out photos: PSNR gain told the QP or quality and blind, worst pair;
+told at QP 37 and 22 for HEVC, at every quality level for ours).  ``--export`` writes the
+weights and copies the log beside them, with residual scales (safety) calibrated on the
+held-out photos per told value and for blind mode.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import csv
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -30,46 +39,74 @@ import torch.nn.functional as F
 from evaluation.metrics import psnr
 
 from . import data
-from .model import (
-    QP_SCALE,
-    FilterConfig,
-    PostFilterNet,
-    QPEstimator,
-    denormalize_qp,
-    normalize_qp,
-)
+from .model import CONDITIONS, ArtifactNet, FilterConfig, qp_conditions
 from .weights import export_weights
 
 MIN_MSE = (2 / 255) ** 2  # floor of a patch's decode MSE in the relative loss
-LOG_FIELDS = [
+BASE_LOG_FIELDS = [
     "step",
     "elapsed_s",
     "lr",
     "loss",
     "train_gain_db",
-    "est_mae_qp",
     "val_gain_db",
     "val_blind_gain_db",
     "val_worst_gain_db",
-    "val_est_mae_qp",
-    "val_gain_qp37_db",
-    "val_gain_qp22_db",
 ]
+LOG_FIELDS = BASE_LOG_FIELDS + ["val_gain_qp37_db", "val_blind_gain_qp37_db", "val_gain_qp22_db"]
+QUALITIES = range(int(CONDITIONS["quality"].low), int(CONDITIONS["quality"].high) + 1)
+LCODEC_LOG_FIELDS = BASE_LOG_FIELDS + [f"val_gain_q{q}_db" for q in QUALITIES]
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a ``--source`` trains on: the condition kind and the defaults that go with it."""
+
+    condition: str
+    model_id: str
+    cache: Path
+    jitter: float  # std of the noise on the told value
+    log_fields: list[str]
+
+
+SOURCES = {
+    "hevc": Source("qp", "hevc-artifacts-v2", Path("runs/postfilter-data"), 1.0, LOG_FIELDS),
+    # the quality level is read from the file exactly: no jitter
+    "lcodec": Source(
+        "quality", "lcodec-artifacts-v1", Path("runs/lcodec-pf-data"), 0.0, LCODEC_LOG_FIELDS
+    ),
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m postfilter.train", description=__doc__)
     p.add_argument("photos", type=Path, help="folder of training photos")
+    p.add_argument(
+        "--source",
+        choices=sorted(SOURCES),
+        default="hevc",
+        help="decodes to learn: HEVC/HEIC (told the QP) or our codec's (told the quality level)",
+    )
+    p.add_argument("--clips", type=Path, help="hevc: folder of training video clips (libx265)")
+    p.add_argument(
+        "--codec-weights", type=Path, help="lcodec: the codec's weights (default: the shipped)"
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log)")
-    p.add_argument("--cache", type=Path, default=Path("runs/postfilter-data"), help="pair cache")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        help="pair cache (default: runs/postfilter-data for hevc, runs/lcodec-pf-data for lcodec)",
+    )
     p.add_argument("--crops-per-image", type=int, default=16)
+    p.add_argument("--crops-per-clip", type=int, default=24)
     p.add_argument("--crop", type=int, default=256, help="side of the coded crops")
     p.add_argument("--holdout-every", type=int, default=10, help="every n-th photo validates")
-    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--channels", type=int, default=48)
     p.add_argument("--blocks", type=int, default=8)
+    p.add_argument("--init", type=Path, help="start from this restoration network (denoise)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=128, help="training patch side (multiple of 4)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=2.5e-4)
     p.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
@@ -79,26 +116,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=40.0, help="training time budget")
     p.add_argument("--steps", type=int, help="step budget (whichever budget ends first)")
     p.add_argument(
-        "--estimator-steps", type=int, default=0, help="then train the QP estimator alone"
-    )
-    p.add_argument("--estimator-lr", type=float, default=2e-3)
-    p.add_argument("--estimator-batch", type=int, default=32)
-    p.add_argument(
         "--loss",
         choices=["relative", "mse"],
         default="relative",
         help="relative: each patch's MSE divided by its decode's (every QP counts alike)",
     )
-    p.add_argument("--qp-jitter", type=float, default=1.0, help="std of QP noise on the input")
+    p.add_argument(
+        "--qp-jitter",
+        type=float,
+        help="std of the noise on the told QP or quality (default: 1 for hevc, 0 for lcodec)",
+    )
+    p.add_argument("--blind-share", type=float, default=0.3, help="share of patches told no QP")
     add_run_arguments(p)
-    p.add_argument("--model-id", default="hevc-artifacts-v1")
+    p.add_argument(
+        "--model-id", help="default: hevc-artifacts-v2 or lcodec-artifacts-v1, by source"
+    )
     p.add_argument(
         "--max-loss-db",
         type=float,
         default=0.03,
         help="residual-scale safety: largest PSNR loss allowed on a validation crop",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    source = SOURCES[args.source]
+    if args.source == "lcodec" and args.clips is not None:
+        p.error("--clips is for --source hevc")
+    if args.source == "hevc" and args.codec_weights is not None:
+        p.error("--codec-weights is for --source lcodec")
+    args.cache = source.cache if args.cache is None else args.cache
+    args.qp_jitter = source.jitter if args.qp_jitter is None else args.qp_jitter
+    args.model_id = source.model_id if args.model_id is None else args.model_id
+    return args
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -121,7 +169,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def sample_batch(pairs: dict, batch: int, patch: int, rng: np.random.Generator):
-    """Random patches (even offsets, random flips) of random pairs: dec, orig, QP."""
+    """Random patches (even offsets, random flips) of random pairs: dec, orig, QP (or
+    quality level)."""
     n, side = pairs["orig"].shape[:2]
     idx = rng.integers(0, n, batch)
     ys, xs = 2 * rng.integers(0, (side - patch) // 2 + 1, (2, batch))
@@ -134,88 +183,139 @@ def sample_batch(pairs: dict, batch: int, patch: int, rng: np.random.Generator):
     return to_tensor(dec), to_tensor(org), torch.from_numpy(pairs["qp"][idx])
 
 
+def init_from_restorer(net: ArtifactNet, path: Path) -> None:
+    """Copy a half-resolution restoration network's features (head and residual blocks) into
+    ``net``.  The QP planes' weights and the output layer start at zero, so ``net`` starts
+    as the identity (the restorer's own conditioning and output are dropped)."""
+    from .weights import load_restorer
+
+    src, _ = load_restorer(path)
+    own = net.state_dict()
+    state = {k.removeprefix("net."): v for k, v in src.state_dict().items()}
+    if (
+        state.keys() != own.keys()
+        or state["body.0.conv1.weight"].shape != own["body.0.conv1.weight"].shape
+    ):
+        raise SystemExit(f"error: {path} does not match --channels/--blocks")
+    head = torch.zeros_like(own["head.weight"])
+    head[:, :12] = state["head.weight"][:, :12]
+    tail = {k: torch.zeros_like(own[k]) for k in ("tail.weight", "tail.bias")}
+    net.load_state_dict(state | {"head.weight": head} | tail)
+
+
 @torch.no_grad()
-def validate(net: PostFilterNet, val: dict) -> dict[str, float]:
-    """Mean and worst PSNR gain (told QP, blind) and estimator error on the validation pairs."""
-    told, blind, errors = [], [], []
+def filter_residuals(net: ArtifactNet, val: dict, blind: bool) -> list[torch.Tensor]:
+    """The predicted corrections of the validation pairs, told the QP (or quality) or blind,
+    in chunks."""
+    out = []
     for i in range(0, len(val["qp"]), 16):
         dec = to_tensor(val["dec"][i : i + 16])
         qp = torch.from_numpy(val["qp"][i : i + 16])
-        qn_est = net.estimator(dec)
-        errors += (denormalize_qp(qn_est) - qp).abs().tolist()
-        for gains, qn in ((told, normalize_qp(qp)), (blind, qn_est)):
-            out = to_uint8(net.filter(dec, qn))
-            refs, decs = val["orig"][i : i + 16], val["dec"][i : i + 16]
-            for o, d, ref in zip(out, decs, refs, strict=True):
-                gains.append(psnr(ref, o) - psnr(ref, d))
-    qps = np.round(val["qp"])
-    return {
-        "val_gain_db": float(np.mean(told)),
-        "val_blind_gain_db": float(np.mean(blind)),
-        "val_worst_gain_db": float(min(told)),
-        "val_est_mae_qp": float(np.mean(errors)),
-        "val_gain_qp37_db": float(np.mean(np.array(told)[qps == 37])),
-        "val_gain_qp22_db": float(np.mean(np.array(told)[qps == 22])),
-    }
+        cond = qp_conditions(None if blind else qp, len(qp), kind=net.config.condition)
+        out.append(net.residual(dec, cond))
+    return out
+
+
+def pair_gains(val: dict, residuals: list[torch.Tensor], scale: float | np.ndarray = 1.0):
+    """PSNR change of every validation pair when ``scale`` times its residual is added."""
+    scale = np.broadcast_to(np.asarray(scale, np.float32), val["qp"].shape)
+    gains = []
+    for k, res in enumerate(residuals):
+        i = 16 * k
+        s = torch.from_numpy(np.ascontiguousarray(scale[i : i + 16])).view(-1, 1, 1, 1)
+        out = to_uint8(to_tensor(val["dec"][i : i + 16]) + s * res)
+        for o, d, ref in zip(out, val["dec"][i : i + 16], val["orig"][i : i + 16], strict=True):
+            gains.append(psnr(ref, o) - psnr(ref, d))
+    return np.array(gains)
 
 
 @torch.no_grad()
-def calibrate_scale(net: PostFilterNet, val: dict, max_loss_db: float) -> list[tuple[float, float]]:
-    """Per validation QP, the residual scale in 0..1 (step 0.1) with the best mean gain among
-    those where no validation crop loses more than ``max_loss_db``."""
-    points = []
-    for qp in np.unique(val["qp"]):
-        sel = val["qp"] == qp
-        ref, dec = val["orig"][sel], to_tensor(val["dec"][sel])
-        res = net.filter.residual(dec, normalize_qp(torch.from_numpy(val["qp"][sel])))
-        base = [psnr(r, d) for r, d in zip(ref, val["dec"][sel], strict=True)]
-        best = (0.0, 0.0)
-        for scale in np.linspace(0.1, 1, 10):
-            out = to_uint8(dec + scale * res)
-            gains = [psnr(r, o) - b for r, o, b in zip(ref, out, base, strict=True)]
-            if min(gains) >= -max_loss_db and np.mean(gains) > best[0]:
-                best = (float(np.mean(gains)), float(scale))
-        points.append((float(qp), best[1]))
-    return points
+def validate(net: ArtifactNet, val: dict) -> dict[str, float]:
+    """Mean and worst PSNR gain on the validation pairs, told the QP (or quality) and blind;
+    told at QP 37 and 22 (and blind at 37) for HEVC, told at each quality level for ours."""
+    told = pair_gains(val, filter_residuals(net, val, blind=False))
+    blind = pair_gains(val, filter_residuals(net, val, blind=True))
+    values = np.round(val["qp"])
+    out = {
+        "val_gain_db": float(told.mean()),
+        "val_blind_gain_db": float(blind.mean()),
+        "val_worst_gain_db": float(min(told.min(), blind.min())),
+    }
+    if net.config.condition == "quality":
+        at = {q: values == q for q in QUALITIES}
+        return out | {f"val_gain_q{q}_db": float(told[s].mean()) for q, s in at.items() if s.any()}
+    return out | {
+        "val_gain_qp37_db": float(told[values == 37].mean()),
+        "val_blind_gain_qp37_db": float(blind[values == 37].mean()),
+        "val_gain_qp22_db": float(told[values == 22].mean()),
+    }
 
 
-def train(args: argparse.Namespace) -> PostFilterNet:
+SCALES = np.linspace(0.1, 1, 10)
+
+
+@torch.no_grad()
+def calibrate_scale(
+    net: ArtifactNet, val: dict, max_loss_db: float
+) -> tuple[list[tuple[float, float]], float]:
+    """Residual scales in 0..1 (step 0.1) with the best mean gain among those where no
+    validation crop loses more than ``max_loss_db``: one per validation QP or quality level
+    (told mode) and one for blind mode (all of them)."""
+    res_told, res_blind = (filter_residuals(net, val, blind=b) for b in (False, True))
+    told = {s: pair_gains(val, res_told, s) for s in SCALES}
+    blind = {s: pair_gains(val, res_blind, s) for s in SCALES}
+
+    def best(gains: dict[float, np.ndarray], sel: np.ndarray) -> float:
+        ok = [(g[sel].mean(), s) for s, g in gains.items() if g[sel].min() >= -max_loss_db]
+        return float(max(ok)[1]) if ok and max(ok)[0] > 0 else 0.0
+
+    points = [(float(qp), best(told, val["qp"] == qp)) for qp in np.unique(val["qp"])]
+    return points, best(blind, np.ones(len(val["qp"]), bool))
+
+
+def train(args: argparse.Namespace) -> ArtifactNet:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    data.build(
-        args.photos, args.cache, args.crops_per_image, args.crop, args.holdout_every, seed=args.seed
-    )
+    source = SOURCES[args.source]
+    common = (args.photos, args.cache, args.crops_per_image, args.crop, args.holdout_every)
+    if args.source == "lcodec":
+        data.build_lcodec(*common, seed=args.seed, codec_weights=args.codec_weights)
+    else:
+        data.build(*common, seed=args.seed, clips=args.clips, crops_per_clip=args.crops_per_clip)
     pairs, val = data.load(args.cache, "train"), data.load(args.cache, "val")
-    config = FilterConfig(channels=args.channels, blocks=args.blocks)
-    net = PostFilterNet(config)
+    config = FilterConfig(channels=args.channels, blocks=args.blocks, condition=source.condition)
+    net = ArtifactNet(config)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = args.out / "ckpt.pt", args.out / "log.csv"
-    step, elapsed, est_step = 0, 0.0, 0
+    best_path = args.out / "best.pt"
+    step, elapsed = 0, 0.0
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=True)
         if FilterConfig.from_dict(ckpt["config"]) != config:
             raise SystemExit(f"error: {ckpt_path} was trained with {ckpt['config']}")
         net.load_state_dict(ckpt["net"])
-        if ckpt.get("loss", "mse") == args.loss:  # a new loss starts a fresh optimiser
-            opt.load_state_dict(ckpt["opt"])
+        opt.load_state_dict(ckpt["opt"])
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-        est_step = int(ckpt.get("est_step", 0))
-        print(f"resumed from {ckpt_path} at step {step} (estimator step {est_step})")
+        print(f"resumed from {ckpt_path} at step {step}")
+    elif args.init:
+        init_from_restorer(net, args.init)
+        print(f"initialised from {args.init}")
     rng = np.random.default_rng(args.seed + step)
     new_log = not log_path.is_file()
-    with open(log_path, "a", newline="") as f:
-        log = csv.DictWriter(f, LOG_FIELDS)
+    f, log = open_log(log_path, source.log_fields)
+    with f:
         if new_log:
-            log.writeheader()
+            write_row(log, f, {k: f"{v:.4f}" for k, v in validate(net, val).items()}, 0, 0, 0)
         start = time.monotonic() - elapsed
         sums = np.zeros(2)
         while (now := budget_step(args, opt, start, step)) is not None:
             elapsed, lr = now
             dec, org, qp = sample_batch(pairs, args.batch, args.patch, rng)
-            qn = normalize_qp(qp + args.qp_jitter * torch.randn_like(qp))
+            cond = qp_conditions(qp + args.qp_jitter * torch.randn_like(qp), kind=config.condition)
+            cond[torch.from_numpy(rng.random(len(qp)) < args.blind_share)] = 0
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                out = net.filter(dec, qn)
+                out = net(dec, cond)
             mse, mse_in = F.mse_loss(out.float(), org), F.mse_loss(dec, org)
             loss = mse
             if args.loss == "relative":  # weights keep the MSE's scale, for Adam's sake
@@ -238,49 +338,37 @@ def train(args: argparse.Namespace) -> PostFilterNet:
                 sums[:] = 0
             if step % args.val_every == 0:
                 net.eval()
-                row |= {k: f"{v:.4f}" for k, v in validate(net, val).items()}
+                scores = validate(net, val)
+                row |= {k: f"{v:.4f}" for k, v in scores.items()}
+                keep_best(best_path, net, step, scores)
                 net.train()
             write_row(log, f, row, step, elapsed, lr)
             if step % args.ckpt_every == 0:
-                save_checkpoint(ckpt_path, net, opt, step, time.monotonic() - start, loss=args.loss)
+                save_checkpoint(ckpt_path, net, opt, step, time.monotonic() - start)
         elapsed = time.monotonic() - start
-        est_step = train_estimator(net, pairs, args, rng, est_step, log, f)
         net.eval()
-        final = {k: f"{v:.4f}" for k, v in validate(net, val).items()}
+        scores = validate(net, val)
+        final = {k: f"{v:.4f}" for k, v in scores.items()}
         log.writerow({"step": step, "elapsed_s": f"{elapsed:.1f}", "lr": "", **final})
         print("final", final, flush=True)
-    save_checkpoint(ckpt_path, net, opt, step, elapsed, loss=args.loss, est_step=est_step)
+    save_checkpoint(ckpt_path, net, opt, step, elapsed)
+    if not keep_best(best_path, net, step, scores):
+        best = torch.load(best_path, weights_only=True)
+        net.load_state_dict(best["net"])
+        print(f"best validation at step {best['step']}: exporting that network", flush=True)
     return net
 
 
-def train_estimator(net: PostFilterNet, pairs: dict, args, rng, est_step: int, log, f) -> int:
-    """Train the QP estimator alone (the filter frozen) up to ``args.estimator_steps``."""
-    if est_step >= args.estimator_steps:
-        return est_step
-    if est_step == 0:  # fresh weights: an older checkpoint may hold a dead estimator
-        net.estimator = QPEstimator(net.config)
-    opt = torch.optim.Adam(net.estimator.parameters(), lr=args.estimator_lr)
-    total, err_sum = args.estimator_steps, 0.0
-    while est_step < total:
-        lr = cosine_lr(args.estimator_lr, est_step / total)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        dec, _, qp = sample_batch(pairs, args.estimator_batch, args.patch, rng)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            qn_est = net.estimator(dec)
-        err = (qn_est.float() - normalize_qp(qp)).abs().mean()
-        opt.zero_grad()
-        err.backward()
-        opt.step()
-        est_step += 1
-        err_sum += err.item() * QP_SCALE
-        if est_step % args.log_every == 0:
-            mae = f"{err_sum / args.log_every:.3f}"
-            log.writerow({"step": f"est{est_step}", "lr": f"{lr:.3g}", "est_mae_qp": mae})
-            f.flush()
-            print(f"estimator step {est_step} lr={lr:.3g} est_mae_qp={mae}", flush=True)
-            err_sum = 0.0
-    return est_step
+def keep_best(path: Path, net: ArtifactNet, step: int, scores: dict[str, float]) -> bool:
+    """Save ``net`` to ``path`` when its validation score (mean gain told and blind) beats the
+    one saved there; whether it did.  Training can overshoot (a bad step, a noisy batch):
+    the network exported is the best validated one."""
+    score = scores["val_gain_db"] + scores["val_blind_gain_db"]
+    if path.is_file() and torch.load(path, weights_only=True)["score"] >= score:
+        return False
+    torch.save({"net": net.state_dict(), "step": step, "score": score}, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return True
 
 
 def save_checkpoint(path: Path, net, opt, step: int, elapsed: float, **extra) -> None:
@@ -312,6 +400,24 @@ def budget_step(
     return elapsed, lr
 
 
+def open_log(path: Path, fields: list[str]) -> tuple[TextIO, csv.DictWriter]:
+    """The CSV log at ``path``, open for appending.  A new log gets ``fields`` as its header;
+    an existing one (a resumed run) keeps its own header, which must hold every field, so
+    that appended rows stay in their columns."""
+    if not path.is_file():
+        f = open(path, "w", newline="")  # noqa: SIM115 (the caller closes it)
+        log = csv.DictWriter(f, fields)
+        log.writeheader()
+        return f, log
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    missing = [k for k in fields if k not in header]
+    if missing:
+        raise SystemExit(f"error: {path} has no column {missing[0]!r}; log to a new --out")
+    f = open(path, "a", newline="")  # noqa: SIM115
+    return f, csv.DictWriter(f, header)
+
+
 def write_row(log: csv.DictWriter, f, row: dict, step: int, elapsed: float, lr: float) -> None:
     """Log ``row`` (when not empty) with the step, time and rate, to the CSV and stdout."""
     if not row:
@@ -331,9 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     net = train(args)
     if args.export:
-        scale = calibrate_scale(net, data.load(args.cache, "val"), args.max_loss_db)
-        print("residual scale per QP:", ", ".join(f"{q:.1f}: {v:.1f}" for q, v in scale))
-        export_weights(net, args.export, args.model_id, scale)
+        scale, blind = calibrate_scale(net, data.load(args.cache, "val"), args.max_loss_db)
+        told = {"qp": "QP", "quality": "quality level"}[net.config.condition]
+        print(f"residual scale per {told}:", ", ".join(f"{q:.1f}: {v:.1f}" for q, v in scale))
+        print(f"blind residual scale: {blind:.1f}")
+        export_weights(net, args.export, args.model_id, scale, blind)
         log_copy = args.export.with_name(args.export.stem + ".train_log.csv")
         shutil.copyfile(args.out / "log.csv", log_copy)
         print(f"exported {args.export}")

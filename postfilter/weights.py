@@ -1,8 +1,10 @@
 """Enhancement-network weights: export to safetensors and load back without pickle.
 
-Post-filter files hold the architecture (``config``), a ``model_id`` and
-``residual_scale``: a JSON list of ``[qp, scale]`` points, the factor applied to the
-predicted correction at each QP (interpolated between points, constant beyond them).
+Post-filter files hold the architecture (``config``, with the condition kind: HEVC QP or
+our codec's quality level), a ``model_id``, ``residual_scale``: a JSON list of
+``[value, scale]`` points, the factor applied to the predicted correction at each told QP
+or quality (interpolated between points, constant beyond them), and ``blind_scale``, the
+factor in blind mode.
 Restoration files (:mod:`postfilter.restore`) hold ``config`` (with the task) and
 ``model_id``.
 """
@@ -16,12 +18,14 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .model import FilterConfig, PostFilterNet
+from .model import ArtifactNet, FilterConfig
 from .restore import RestoreConfig, Restorer
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "hevc-artifacts-v1.safetensors"
-FORMAT = "lcodec-postfilter-1"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "hevc-artifacts-v2.safetensors"
+#: The shipped filter of our own codec's decodes (``lcodec decode --enhance artifacts``).
+LCODEC_WEIGHTS = WEIGHTS_DIR / "lcodec-artifacts-v1.safetensors"
+FORMAT = "lcodec-postfilter-2"
 RESTORE_FORMAT = "lcodec-restore-1"
 #: The shipped restoration networks, by task.
 RESTORE_WEIGHTS = {
@@ -34,14 +38,20 @@ class PostFilterError(Exception):
 
 
 def export_weights(
-    net: PostFilterNet,
+    net: ArtifactNet,
     path: Path,
     model_id: str,
     residual_scale: Sequence[tuple[float, float]] = ((34.5, 1.0),),
+    blind_scale: float = 1.0,
 ) -> None:
     """Write ``net`` to ``path`` (safetensors, float32), atomically."""
-    scale = json.dumps([[float(q), float(v)] for q, v in residual_scale])
-    _save(net, path, {"format": FORMAT, "model_id": model_id, "residual_scale": scale})
+    meta = {
+        "format": FORMAT,
+        "model_id": model_id,
+        "residual_scale": json.dumps([[float(q), float(v)] for q, v in residual_scale]),
+        "blind_scale": str(float(blind_scale)),
+    }
+    _save(net, path, meta)
 
 
 def export_restorer(net: Restorer, path: Path, model_id: str) -> None:
@@ -49,7 +59,7 @@ def export_restorer(net: Restorer, path: Path, model_id: str) -> None:
     _save(net, path, {"format": RESTORE_FORMAT, "model_id": model_id})
 
 
-def _save(net: PostFilterNet | Restorer, path: Path, meta: dict[str, str]) -> None:
+def _save(net: ArtifactNet | Restorer, path: Path, meta: dict[str, str]) -> None:
     tensors = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
     meta = {**meta, "config": json.dumps(net.config.to_dict())}
     path = Path(path)
@@ -58,7 +68,7 @@ def _save(net: PostFilterNet | Restorer, path: Path, meta: dict[str, str]) -> No
     tmp.replace(path)
 
 
-def load_weights(path: Path | str | None = None) -> tuple[PostFilterNet, dict]:
+def load_weights(path: Path | str | None = None) -> tuple[ArtifactNet, dict]:
     """The network in eval mode and the file's metadata (default: the shipped weights)."""
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     if not path.is_file():
@@ -68,10 +78,11 @@ def load_weights(path: Path | str | None = None) -> tuple[PostFilterNet, dict]:
             meta = f.metadata() or {}
         if meta.get("format") != FORMAT:
             raise ValueError("not a post-filter weights file")
-        net = PostFilterNet(FilterConfig.from_dict(json.loads(meta["config"])))
+        net = ArtifactNet(FilterConfig.from_dict(json.loads(meta["config"])))
         net.load_state_dict(load_file(str(path)))
         points = sorted(json.loads(meta["residual_scale"]))
         meta["residual_scale"] = ([float(q) for q, _ in points], [float(v) for _, v in points])
+        meta["blind_scale"] = float(meta["blind_scale"])
     except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError, OSError) as e:
         raise PostFilterError(f"cannot read post-filter weights {path}: {e}") from None
     return net.eval(), meta

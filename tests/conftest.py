@@ -29,6 +29,14 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return img.clip(0, 255).astype(np.uint8)
 
 
+def write_photos(folder: Path, count: int, h: int, w: int, name: str = "p{i}.png") -> Path:
+    """``count`` smooth test photos (seeds 0..count-1) saved as ``folder``/``name``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(smooth_image(h, w, seed=i)).save(folder / name.format(i=i, n=i + 1))
+    return folder
+
+
 def decode_with_threads(model: Codec, data: bytes, threads: int) -> np.ndarray:
     """Decoded pixels with ``threads`` torch threads (restored afterwards)."""
     before = torch.get_num_threads()

@@ -33,7 +33,7 @@ from postfilter.restore_benchmark import wiener_deblur
 from postfilter.restore_train import main as train
 from postfilter.weights import RESTORE_WEIGHTS, export_restorer, load_restorer
 
-from .conftest import smooth_image
+from .conftest import smooth_image, write_photos
 
 DATA = Path(__file__).parent / "data"
 CONDITIONS = {"denoise": (25.0, None), "sr2": (None, None), "sr4": (None, None), "deblur": (5, 1.5)}
@@ -215,10 +215,7 @@ def test_decode_enhance(tiny, tiny_weights, png, capsys):
 
 
 def test_training_resumes_and_exports(tmp_path, capsys):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(3):
-        Image.fromarray(smooth_image(196, 200, seed=i)).save(photos / f"p{i}.png")
+    photos = write_photos(tmp_path / "photos", 3, 196, 200)
     run_dir, export = tmp_path / "run", tmp_path / "denoise.safetensors"
     args = [photos, "--task", "denoise", "--out", run_dir, "--holdout-every", "3"]
     args += ["--channels", "8", "--blocks", "1", "--batch", "2", "--patch", "32"]

@@ -10,14 +10,11 @@ from PIL import Image
 from codec import Codec
 from codec.train import main as train
 
-from .conftest import smooth_image
+from .conftest import smooth_image, write_photos
 
 
 def test_training_loss_falls_and_run_resumes(tmp_path):
-    data = tmp_path / "photos"
-    data.mkdir()
-    for i in range(5):
-        Image.fromarray(smooth_image(96, 128, seed=i)).save(data / f"p{i}.png")
+    data = write_photos(tmp_path / "photos", 5, 96, 128)
     run = tmp_path / "run"
     args = [
         str(data),
