@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from PIL import Image
 
 from . import enhance, rd, video
 from .io import CliError, read_bytes, write_atomic
+
+SIGPIPE_STATUS = 128 + signal.SIGPIPE  # what a Unix tool stopped by a closed pipe reports
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader stopped early (``lcodec info x.lcf | head``)
+        # Silence the interpreter's own flush of stdout at exit, which would fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_STATUS
     except (CliError, BitstreamError, ImageError, WeightsError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
     except MemoryError:

@@ -128,6 +128,19 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.stderr.strip().splitlines() == ["error: not an lcodec file (bad magic number)"]
 
 
+def test_closed_pipe_is_not_an_error(tmp_path, png, tiny_weights, capsys):
+    lcf = tmp_path / "a.lcf"
+    assert run(["--model", tiny_weights, "encode", png, "-o", lcf], capsys)[0] == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "info", str(lcf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # like `| head` that has read enough, before anything is written
+    assert proc.wait(timeout=120) == 141
+    assert proc.stderr.read() == b""
+
+
 def test_huge_image_refused_before_decoding(tmp_path, tiny_weights, capsys, monkeypatch):
     import codec.image
 
