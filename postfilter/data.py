@@ -30,7 +30,6 @@ from . import heic
 VAL_QUALITIES = (0, 10, 20, 30, 40, 50)
 VAL_CROPS = 2  # crops per held-out photo, each coded at every validation quality
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-CLIP_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m"}
 SEGMENT = 8  # frames per coded clip segment
 CROPS_PER_SEGMENT = 4
 MAX_CLIP_FRAMES = 300  # the segments start among a clip's first frames
@@ -179,7 +178,13 @@ def build(
             chroma = "420" if rng.random() < share_420 else "444"
             train.append(_pair(_random_crop(img, crop, rng), int(rng.integers(0, 51)), chroma))
     if clips is not None:
-        clip_paths = sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in CLIP_EXTS)
+        from codec.video_io import (
+            RAW_SUFFIX,
+            VIDEO_SUFFIXES,
+        )  # not at the top: codec loads CompressAI
+
+        suffixes = VIDEO_SUFFIXES - {RAW_SUFFIX}  # raw .yuv needs a size and rate given
+        clip_paths = sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in suffixes)
         for path in tqdm(clip_paths, desc="coding x265 clip pairs"):
             train += _clip_pairs(path, crops_per_clip, crop, rng, cache)
     _write(cache, train, val, stamp)

@@ -34,6 +34,7 @@ from .train import (
     add_run_arguments,
     budget_step,
     open_log,
+    resume,
     save_checkpoint,
     to_tensor,
     to_uint8,
@@ -179,15 +180,7 @@ def train(args: argparse.Namespace) -> Restorer:
     opt = torch.optim.Adam(params, lr=args.lr)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = args.out / "ckpt.pt", args.out / "log.csv"
-    step, elapsed = 0, 0.0
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, weights_only=True)
-        if RestoreConfig.from_dict(ckpt["config"]) != config:
-            raise SystemExit(f"error: {ckpt_path} was trained with {ckpt['config']}")
-        net.load_state_dict(ckpt["net"])
-        opt.load_state_dict(ckpt["opt"])
-        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-        print(f"resumed from {ckpt_path} at step {step}")
+    step, elapsed = resume(ckpt_path, net, opt)
     rng = np.random.default_rng(args.seed + step)
     gen = torch.Generator().manual_seed(args.seed + step)
     fields = ["step", "elapsed_s", "lr", "loss"] + list(val.run(net))

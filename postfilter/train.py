@@ -289,16 +289,8 @@ def train(args: argparse.Namespace) -> ArtifactNet:
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = args.out / "ckpt.pt", args.out / "log.csv"
     best_path = args.out / "best.pt"
-    step, elapsed = 0, 0.0
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, weights_only=True)
-        if FilterConfig.from_dict(ckpt["config"]) != config:
-            raise SystemExit(f"error: {ckpt_path} was trained with {ckpt['config']}")
-        net.load_state_dict(ckpt["net"])
-        opt.load_state_dict(ckpt["opt"])
-        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-        print(f"resumed from {ckpt_path} at step {step}")
-    elif args.init:
+    step, elapsed = resume(ckpt_path, net, opt)
+    if not step and args.init:
         init_from_restorer(net, args.init)
         print(f"initialised from {args.init}")
     rng = np.random.default_rng(args.seed + step)
@@ -369,6 +361,21 @@ def keep_best(path: Path, net: ArtifactNet, step: int, scores: dict[str, float])
     torch.save({"net": net.state_dict(), "step": step, "score": score}, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
     return True
+
+
+def resume(path: Path, net, opt) -> tuple[int, float]:
+    """Load the checkpoint at ``path`` into ``net`` and ``opt``, if there is one, and return
+    its (step, elapsed seconds); (0, 0.0) for a fresh run.  A checkpoint of another
+    architecture than ``net.config`` stops the run."""
+    if not path.is_file():
+        return 0, 0.0
+    ckpt = torch.load(path, weights_only=True)
+    if type(net.config).from_dict(ckpt["config"]) != net.config:
+        raise SystemExit(f"error: {path} was trained with {ckpt['config']}")
+    net.load_state_dict(ckpt["net"])
+    opt.load_state_dict(ckpt["opt"])
+    print(f"resumed from {path} at step {ckpt['step']}")
+    return int(ckpt["step"]), float(ckpt["elapsed"])
 
 
 def save_checkpoint(path: Path, net, opt, step: int, elapsed: float, **extra) -> None:

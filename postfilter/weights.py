@@ -12,11 +12,12 @@ Restoration files (:mod:`postfilter.restore`) hold ``config`` (with the task) an
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from .model import ArtifactNet, FilterConfig
 from .restore import RestoreConfig, Restorer
@@ -69,37 +70,40 @@ def _save(net: ArtifactNet | Restorer, path: Path, meta: dict[str, str]) -> None
 
 
 def load_weights(path: Path | str | None = None) -> tuple[ArtifactNet, dict]:
-    """The network in eval mode and the file's metadata (default: the shipped weights)."""
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise PostFilterError(f"post-filter weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise ValueError("not a post-filter weights file")
-        net = ArtifactNet(FilterConfig.from_dict(json.loads(meta["config"])))
-        net.load_state_dict(load_file(str(path)))
+    """The network in eval mode and the file's metadata (default: the shipped weights);
+    ``residual_scale`` is parsed into (values, scales) lists, ``blind_scale`` into a float."""
+
+    def build(meta: dict) -> ArtifactNet:
         points = sorted(json.loads(meta["residual_scale"]))
         meta["residual_scale"] = ([float(q) for q, _ in points], [float(v) for _, v in points])
         meta["blind_scale"] = float(meta["blind_scale"])
-    except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError, OSError) as e:
-        raise PostFilterError(f"cannot read post-filter weights {path}: {e}") from None
-    return net.eval(), meta
+        return ArtifactNet(FilterConfig.from_dict(json.loads(meta["config"])))
+
+    return _load(Path(path) if path is not None else DEFAULT_WEIGHTS, FORMAT, "post-filter", build)
 
 
 def load_restorer(path: Path | str) -> tuple[Restorer, dict]:
     """A restoration network in eval mode and its file's metadata."""
-    path = Path(path)
+
+    def build(meta: dict) -> Restorer:
+        return Restorer(RestoreConfig.from_dict(json.loads(meta["config"])))
+
+    return _load(Path(path), RESTORE_FORMAT, "restoration", build)
+
+
+def _load(path: Path, fmt: str, what: str, build: Callable[[dict], nn.Module]):
+    """The network ``build`` makes from the metadata of the ``fmt`` file ``path``, its
+    tensors loaded, in eval mode, and the metadata; any problem as :class:`PostFilterError`
+    naming ``what`` weights."""
     if not path.is_file():
-        raise PostFilterError(f"restoration weights not found: {path}")
+        raise PostFilterError(f"{what} weights not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        if meta.get("format") != RESTORE_FORMAT:
-            raise ValueError("not a restoration weights file")
-        net = Restorer(RestoreConfig.from_dict(json.loads(meta["config"])))
+        if meta.get("format") != fmt:
+            raise ValueError(f"not a {what} weights file")
+        net = build(meta)
         net.load_state_dict(load_file(str(path)))
     except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError, OSError) as e:
-        raise PostFilterError(f"cannot read restoration weights {path}: {e}") from None
+        raise PostFilterError(f"cannot read {what} weights {path}: {e}") from None
     return net.eval(), meta
