@@ -8,7 +8,7 @@ quality level (:func:`lcodec_enhancer`, which ``lcodec decode --enhance artifact
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,24 @@ def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """``x`` (...,H,W) padded at the bottom and right, replicating edges, to multiples."""
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
+
+
+def tile_windows(
+    h: int, w: int, tile: int, context: int, scale: int = 1
+) -> Iterator[tuple[tuple[slice, slice], tuple[slice, slice], tuple[slice, slice]]]:
+    """Tiles of side ``tile`` covering an HxW input, in raster order.  Per tile: the input
+    window (rows, columns) holding the tile and ``context`` pixels around it, where the tile
+    lies in that window's output, and where it lies in the whole output (output pixels are
+    ``scale`` times the input's).  With ``context`` at least the network's receptive
+    radius, tiled output equals untiled output."""
+    k = scale
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(0, y0 - context), max(0, x0 - context)
+            window = (slice(ya, min(h, y1 + context)), slice(xa, min(w, x1 + context)))
+            inner = (slice((y0 - ya) * k, (y1 - ya) * k), slice((x0 - xa) * k, (x1 - xa) * k))
+            yield window, inner, (slice(y0 * k, y1 * k), slice(x0 * k, x1 * k))
 
 
 class PostFilter:
@@ -86,16 +104,12 @@ class PostFilter:
         cond = qp_conditions(None if qp is None else torch.tensor([qp]), kind=self.condition)
         h, w = rgb.shape[:2]
         x = pad_to(rgb_tensor(rgb), 2)
-        hp, wp = x.shape[-2:]
-        m = self.context
         res = torch.empty_like(x)
-        for y0 in range(0, hp, tile):
-            for x0 in range(0, wp, tile):
-                y1, x1 = min(y0 + tile, hp), min(x0 + tile, wp)
-                ya, xa = max(0, y0 - m), max(0, x0 - m)
-                part = x[..., ya : min(hp, y1 + m), xa : min(wp, x1 + m)]
-                r = self.net.residual(part, cond)
-                res[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        for (rows, cols), (in_rows, in_cols), (out_rows, out_cols) in tile_windows(
+            *x.shape[-2:], tile, self.context
+        ):
+            part = self.net.residual(x[..., rows, cols], cond)
+            res[..., out_rows, out_cols] = part[..., in_rows, in_cols]
         return rgb_uint8((x + self.residual_scale(qp) * res)[..., :h, :w])
 
 

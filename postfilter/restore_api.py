@@ -22,7 +22,7 @@ from PIL import Image
 from evaluation.metrics import rgb_array
 
 from . import restore
-from .api import pad_to, rgb_tensor, rgb_uint8
+from .api import pad_to, rgb_tensor, rgb_uint8, tile_windows
 from .weights import RESTORE_WEIGHTS, PostFilterError, load_restorer
 
 DEFAULT_TILE = 512  # tile side in input pixels
@@ -124,17 +124,11 @@ class RestoreRunner:
         """
         is_array = isinstance(x, np.ndarray)
         h, w = x.shape[:2] if is_array else x.shape[-2:]
-        k, m = self.scale, self.context
-        for y0 in range(0, h, tile):
-            for x0 in range(0, w, tile):
-                y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-                ya, xa = max(0, y0 - m), max(0, x0 - m)
-                rows, cols = slice(ya, min(h, y1 + m)), slice(xa, min(w, x1 + m))
-                part = self.net(
-                    rgb_tensor(x[rows, cols]) if is_array else x[..., rows, cols], *cond
-                )
-                crop = part[..., (y0 - ya) * k : (y1 - ya) * k, (x0 - xa) * k : (x1 - xa) * k]
-                yield slice(y0 * k, y1 * k), slice(x0 * k, x1 * k), crop
+        for (rows, cols), (in_rows, in_cols), place in tile_windows(
+            h, w, tile, self.context, self.scale
+        ):
+            part = self.net(rgb_tensor(x[rows, cols]) if is_array else x[..., rows, cols], *cond)
+            yield *place, part[..., in_rows, in_cols]
 
     @torch.no_grad()
     def restore(
