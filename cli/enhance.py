@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from postfilter.restore_api import RestoreRunner
 
 HEIF_EXTS = {".heic", ".heif"}
-VIDEO_EXTS = {".mp4", ".mkv"}
+#: Video inputs: what FFmpeg demuxes by name (raw .yuv would need a size, so it is not one).
+VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".y4m"}
 VIDEO_OUT = {".mkv": ("matroska", "ffv1"), ".y4m": ("yuv4mpegpipe", "rawvideo")}
 Y4M_FORMATS = {"yuv420p", "yuv422p", "yuv444p"}
 #: The options each task takes (argparse destinations); the others must be left unset.
@@ -273,9 +274,17 @@ def _enhance_video(pf, src: Path, dst: Path, qp: float | None, tile: int, progre
 
 
 def _filter_frames(pf, inp, out, codec: str, qp_tile: tuple, progress: bool) -> int:
-    """Decode, filter and encode the first video stream of ``inp`` into ``out``."""
+    """Decode, filter and encode the first video stream of ``inp`` into ``out``.
+
+    Frames go to RGB in the range they say they are in.  A ``.y4m`` of a 4:2:0 source gets
+    the decoded planes plus the filter's change (:func:`codec.video_io.add_rgb_change`),
+    other ``.y4m`` formats the filtered RGB converted back, both in the source's range and
+    flagged so; FFV1 keeps the filtered RGB exactly."""
     import av
+    from av.video.reformatter import ColorRange
     from tqdm import tqdm
+
+    from codec.video_io import add_rgb_change, is_full_range, to_rgb
 
     vs = inp.streams.video[0]
     ctx = vs.codec_context
@@ -291,13 +300,25 @@ def _filter_frames(pf, inp, out, codec: str, qp_tile: tuple, progress: bool) -> 
         disable=None if progress else True,
     )
     for frame in bar:
-        rgb = pf(frame.to_ndarray(format="rgb24"), *qp_tile)
-        new = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        out.mux(ost.encode(new.reformat(format=ost.pix_fmt)))
+        full = is_full_range(frame)
+        rgb = to_rgb(frame, full)
+        restored = pf(rgb, *qp_tile)
+        if ost.pix_fmt == frame.format.name.replace("yuvj", "yuv") == "yuv420p":
+            new = add_rgb_change(frame, rgb, restored, full)
+        else:
+            new = av.VideoFrame.from_ndarray(restored, format="rgb24").reformat(
+                format=ost.pix_fmt,
+                dst_colorspace="itu601",
+                dst_color_range="JPEG" if full else "MPEG",
+            )
+        if not frames and codec != "ffv1":
+            ost.codec_context.color_range = ColorRange.JPEG if full else ColorRange.MPEG
+        out.mux(ost.encode(new))
         frames += 1
     out.mux(ost.encode(None))
     return frames
 
 
 def _y4m_format(src_fmt: str | None) -> str:
+    src_fmt = (src_fmt or "").replace("yuvj", "yuv")  # the range goes into the header
     return src_fmt if src_fmt in Y4M_FORMATS else "yuv444p"

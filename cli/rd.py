@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--video",
         action="store_true",
-        help="video suite on the folder's .y4m files (codecs: ours-intra, x265-medium,"
+        help="video suite on the folder's .y4m files (codecs: ours, ours-intra, x265-medium,"
         " x265-veryslow, x264-medium, x264-veryslow; -o names the output folder)",
     )
     p.add_argument("--codecs", default="all", help=CODEC_HELP)

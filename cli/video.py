@@ -14,8 +14,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .io import CliError, atomic_dir, atomic_path
+
+if TYPE_CHECKING:
+    from bitstream.video import VideoHeader
 
 LCV_SUFFIX = ".lcv"
 
@@ -33,7 +37,7 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fps", help="frame rate, e.g. 25 or 30000/1001 (needed for raw .yuv; else overrides)"
     )
-    _add_inter_option(p, "video: code P-frames with this P-frame model (default: all-intra)")
+    _add_inter_option(p, "video: code P-frames with this P-frame model (default: the shipped one)")
 
 
 def _add_inter_option(p: argparse.ArgumentParser, text: str) -> None:
@@ -61,21 +65,34 @@ def is_lcv(path: Path) -> bool:
     return path.suffix.lower() == LCV_SUFFIX
 
 
-def _load(args: argparse.Namespace, inter_id: str = ""):
-    """The video codec: the image model, and a P-frame model when ``--inter-model`` names one
-    or (decoding) the file needs one (``inter_id``), then from the default path."""
+def _load(args: argparse.Namespace, header: VideoHeader | None = None):
+    """The video codec: the image model and a P-frame model, ``--inter-model`` or else the
+    shipped one.  Decoding (``header``: the file's) loads a P-frame model only for a file
+    that names one, and only the one it names; encoding loads none for ``--gop 1`` (unless
+    given)."""
     import codec
     from codec.inter_coder import InterCoder
     from codec.inter_weights import DEFAULT_INTER_WEIGHTS
     from codec.video import VideoCodec
 
+    image = codec.load_model(args.model)
+    needed = header.inter_id if header is not None else ""
     path = args.inter_model
-    if path is None and inter_id:
-        if not DEFAULT_INTER_WEIGHTS.is_file():
-            raise CliError(f"video needs P-frame model {inter_id}: give it with --inter-model")
+    if (header is not None and not needed) or (header is None and path is None and args.gop == 1):
+        return VideoCodec(image)
+    if path is None and DEFAULT_INTER_WEIGHTS.is_file():
         path = DEFAULT_INTER_WEIGHTS
-    inter = InterCoder(path) if path is not None else None
-    return VideoCodec(codec.load_model(args.model), inter)
+    if path is None:
+        if not needed:
+            return VideoCodec(image)  # encoding, no P-frame model installed: all-intra
+        raise CliError(f"video needs P-frame model {needed}: give it with --inter-model")
+    inter = InterCoder(path)
+    if needed and (inter.model_id, inter.digest) != (needed, header.inter_digest):
+        raise CliError(
+            f"video needs P-frame model {needed} ({header.inter_digest.hex()}), {path} holds"
+            f" {inter.model_id} ({inter.digest.hex()}): give the right one with --inter-model"
+        )
+    return VideoCodec(image, inter)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -121,7 +138,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     scanned = scan_video(args.input)  # report a damaged file before loading the model
     if scanned.damage is not None and not (args.salvage and scanned.frames):
         raise scanned.damage
-    model = _load(args, scanned.header.inter_id)
+    model = _load(args, scanned.header)
     place = atomic_dir if kind == "png" else atomic_path
     with place(args.output) as tmp:
         summary = decode_video(args.input, tmp, args.salvage, codec=model, progress=_tty())
@@ -182,7 +199,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _all_intra_note(inter_id: str) -> str:
-    return "" if inter_id else "; no P-frame model (--inter-model), so every frame is an I-frame"
+    return "" if inter_id else "; no P-frame model, so every frame is an I-frame"
 
 
 def _tty() -> bool:

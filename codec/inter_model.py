@@ -46,6 +46,7 @@ class InterConfig(QualityConfig):
 
     flow_levels: int = 4  # pyramid levels of the flow estimator (finest: 1/2 resolution)
     flow_channels: int = 24
+    flow_radius: int = 2  # search radius of each level's cost volume (pixels of that level)
     nm: int = 48  # motion transform channels
     mm: int = 64  # motion latent channels
     mz: int = 32  # motion hyper-latent channels
@@ -117,7 +118,7 @@ class InterCodec(nn.Module):
     def __init__(self, config: InterConfig = InterConfig()) -> None:
         super().__init__()
         self.config = c = config
-        self.flow = FlowNet(c.flow_levels, c.flow_channels)
+        self.flow = FlowNet(c.flow_levels, c.flow_channels, c.flow_radius)
         self.motion = LatentAutoencoder(2, c.nm, c.mm, c.mz, c.qualities)
         self.residual = LatentAutoencoder(3, c.n, c.m, c.nz, c.qualities)
         self.mc = MotionCompensation(c.mc) if c.mc else None

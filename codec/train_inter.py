@@ -10,11 +10,17 @@ from building up over a GOP.  Loss: the mean over P-frames of
 ``bpp + lambda * 255^2 * MSE``, with ``bpp`` the cross-entropy of exactly what the coder
 writes (motion and residual latents and hyper-latents) and ``lambda`` the quality's.
 
-Stages: for the first ``--flow-steps`` steps only the flow estimator trains, on the warping
-error at every pyramid level plus the error against the true flow of synthetic motion (a
-warm-up: rate-distortion gradients through a random flow are useless); then everything
-trains on the rate-distortion loss, with the image trainer's schedule (soft-to-hard
-quantization, then straight-through; cosine learning rate).
+Stages, as DVC (Lu et al. 2019) warms up its parts: for the first ``--flow-steps`` steps only
+the flow estimator trains, on the warping error at every pyramid level plus the error
+against the true flow of synthetic motion (rate-distortion gradients through a random flow
+are useless); for the next ``--motion-steps`` the motion coder and motion compensation
+train with it on the prediction alone, ``motion bpp + lambda * 255^2 * MSE(prediction)``
+(straight into the full loss, a random motion coder collapsed to coding no motion at all
+and left the work to the residual coder); then everything trains on the rate-distortion
+loss.  Quantization (:func:`quantizer`): soft-to-hard over the motion stage, the temperature
+annealed from ``--t-start`` to ``--t-end`` while the motion coder learns (the residual coder
+starts trained), then hard values with a straight-through gradient.  The learning rate
+follows a cosine over all steps.
 
 The last ``--holdout-clips`` clips and ``--holdout-photos`` photos (by name) are kept out;
 fixed sequences drawn from them are coded every ``--val-every`` steps into
@@ -39,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .flow import warp
-from .inter_model import InterCodec, InterConfig
+from .inter_model import FLOW_SCALE, InterCodec, InterConfig
 from .inter_weights import export_inter_weights, load_inter_model
 from .model import DEFAULT_LAMBDAS, ImportanceCodec
 from .quantization import straight_through_round
@@ -49,8 +55,8 @@ from .training import (
     add_run_arguments,
     add_schedule_arguments,
     csv_log,
+    learning_rate,
     read_checkpoint,
-    schedule,
 )
 from .video_data import Sequences, load_clips, random_sequences
 from .zoo import DEFAULT_WEIGHTS, load_model
@@ -103,6 +109,31 @@ def flow_loss(model: InterCodec, batch: Sequences) -> tuple[Tensor, dict[str, fl
     nothing_coded = {"bpp": 0.0, "motion_bpp": 0.0, "psnr": float("nan")}
     stats = {"prediction_psnr": psnr(mse), "static_psnr": psnr(static)}
     return loss, {"loss": loss.item(), **nothing_coded, **stats}
+
+
+def motion_loss(
+    model: InterCodec,
+    seq: Tensor,
+    quality: Tensor,
+    lambdas: Tensor,
+    mode: str,
+    temperature: float,
+) -> tuple[Tensor, dict[str, float]]:
+    """Warm-up loss of the motion coder and motion compensation: the mean over consecutive
+    pairs of ``motion bpp + lambda * 255^2 * MSE`` of the prediction from the previous
+    original frame (no residual coded; ``psnr`` is the prediction's)."""
+    pairs = seq.shape[1] - 1
+    cur, ref = seq[:, 1:].flatten(0, 1), seq[:, :-1].flatten(0, 1)
+    quality, lambdas = quality.repeat_interleave(pairs), lambdas.repeat_interleave(pairs)
+    flow_hat, bits = model.motion(model.flow(cur, ref) * FLOW_SCALE, quality, mode, temperature)
+    prediction = model.predict(ref, flow_hat / FLOW_SCALE)
+    bpp = bits / (cur.shape[2] * cur.shape[3])
+    mse = (prediction - cur).pow(2).flatten(1).mean(1)
+    loss = (bpp + lambdas * 255.0**2 * mse).mean()
+    pred_psnr = psnr((prediction.clamp(0, 1) - cur).pow(2).flatten(1).mean(1))
+    static = psnr((ref - cur).pow(2).flatten(1).mean(1))
+    stats = {"bpp": bpp.mean().item(), "motion_bpp": bpp.mean().item(), "psnr": pred_psnr}
+    return loss, {"loss": loss.item(), **stats, "prediction_psnr": pred_psnr, "static_psnr": static}
 
 
 def intra_frame(x: Tensor, quality: Tensor, intra: ImportanceCodec | None) -> Tensor:
@@ -176,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, required=True, help="run folder")
     ap.add_argument("--steps", type=int, default=100000)
     ap.add_argument("--flow-steps", type=int, default=5000, help="flow-only warm-up steps")
+    ap.add_argument(
+        "--motion-steps", type=int, default=2000, help="then motion coding warm-up steps"
+    )
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--crop", type=int, default=192, help="multiple of 64")
     ap.add_argument("--frames", type=int, default=4, help="frames per sequence (1 I, rest P)")
@@ -187,13 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_WEIGHTS),
         help="image-model weights coding the I-frames, or 'noise' (original plus noise)",
     )
-    add_schedule_arguments(ap, lr=1e-4, lr_min=1e-5, soft_until=0.3)
+    add_schedule_arguments(ap, lr=1e-4, lr_min=1e-5, soft_until=None)  # see quantizer()
     ap.add_argument("--mc", type=int, default=32, help="motion-compensation channels (0: none)")
     ap.add_argument("--holdout-clips", type=int, default=1, help="clips kept for validation")
     ap.add_argument("--holdout-photos", type=int, default=4, help="photos kept for validation")
     ap.add_argument("--val-batch", type=int, default=4, help="validation sequences")
     add_run_arguments(ap)
     ap.add_argument("--init", type=Path, help="start from these exported P-frame weights")
+    ap.add_argument(
+        "--residual-from-intra",
+        action="store_true",
+        help="a new model's residual coder starts as the I-frame model's autoencoder",
+    )
     return ap
 
 
@@ -236,12 +275,55 @@ def build_model(
         model.load_state_dict(ckpt["model"])
     elif args.init:
         model = load_inter_model(args.init, trainable=True)
+    elif args.residual_from_intra:
+        if intra is None:
+            raise SystemExit("error: --residual-from-intra needs an I-frame model (--intra)")
+        c = intra.config
+        model = InterCodec(InterConfig(mc=args.mc, n=c.n, m=c.m, nz=c.nz, lambdas=c.lambdas))
+        model.residual.load_state_dict(intra_autoencoder_state(intra))
     else:
         lambdas = intra.config.lambdas if intra is not None else DEFAULT_LAMBDAS
         model = InterCodec(InterConfig(mc=args.mc, lambdas=lambdas))
     if intra is not None and intra.config.lambdas != model.config.lambdas:
         print("warning: the I-frame model was trained for other lambdas than this P-frame model")
     return model
+
+
+def intra_autoencoder_state(intra: ImportanceCodec) -> dict[str, Tensor]:
+    """The image model's transforms, hyperprior and gains as a residual coder's state.
+
+    A residual is coded like an image, so a trained image autoencoder is a far better start
+    than random weights (on a CPU budget, the difference between a useful P-frame coder and
+    none).  The importance map is dropped: the analysis output's last channel (the map's
+    logit) and the map's own parameters."""
+    if intra.config.nh != intra.config.n:
+        raise SystemExit("error: the I-frame model's hyper transforms differ in width")
+    state = intra.state_dict()
+    del state["importance_offset"], state["map_logits"]
+    last = f"g_a.{len(intra.g_a) - 1}"
+    for key in (f"{last}.weight", f"{last}.bias"):
+        state[key] = state[key][:-1]
+    return state
+
+
+def quantizer(step: int, stage: str, args: argparse.Namespace) -> tuple[str, float]:
+    """(quantization mode, temperature) at ``step`` of ``stage``: ``--quant noise`` always
+    noise; else soft-to-hard over the motion stage and straight-through after it.  (The
+    image trainer anneals over a share of all steps; here the temperature would be near
+    zero, and the soft quantizer's gradient with it, by the time the motion coder trains.)"""
+    if args.quant == "noise":
+        return "noise", 0.0
+    if stage == "motion":
+        frac = (step - args.flow_steps) / args.motion_steps
+        return "soft", args.t_start * (args.t_end / args.t_start) ** frac
+    return "ste", 0.0
+
+
+def stage_of(step: int, args: argparse.Namespace) -> str:
+    """The training stage at ``step``: ``flow``, ``motion`` or ``rd``."""
+    if step < args.flow_steps:
+        return "flow"
+    return "motion" if step < args.flow_steps + args.motion_steps else "rd"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -278,15 +360,20 @@ def main(argv: list[str] | None = None) -> None:
 
     start, acc = time.time(), []
     while state.step < args.steps:
-        mode, temperature, lr = schedule(state.step, args)
+        lr = learning_rate(state.step, args)
         batch = random_sequences(
             clips, photos, args.batch, args.frames, args.crop, rng, args.synthetic
         ).to(device)
-        stage = "flow" if state.step < args.flow_steps else "rd"
+        stage = stage_of(state.step, args)
+        mode, temperature = quantizer(state.step, stage, args)
+        quality = torch.randint(0, model.config.qualities, (args.batch,)).to(device)
         if stage == "flow":
             loss, stats = flow_loss(model, batch)
+        elif stage == "motion":
+            loss, stats = motion_loss(
+                model, batch.frames, quality, lambdas_all[quality], mode, temperature
+            )
         else:
-            quality = torch.randint(0, model.config.qualities, (args.batch,)).to(device)
             loss, stats = rd_loss(
                 model, batch.frames, quality, lambdas_all[quality], intra, mode, temperature
             )

@@ -19,13 +19,15 @@ from torch import Tensor, nn
 
 
 def add_schedule_arguments(
-    ap: argparse.ArgumentParser, lr: float, lr_min: float, soft_until: float
+    ap: argparse.ArgumentParser, lr: float, lr_min: float, soft_until: float | None
 ) -> None:
-    """Options of :func:`schedule`, with the trainer's defaults."""
+    """Options of :func:`schedule`, with the trainer's defaults (no ``--soft-until`` when
+    ``soft_until`` is None: a trainer that times its soft phase otherwise)."""
     ap.add_argument("--lr", type=float, default=lr)
     ap.add_argument("--lr-min", type=float, default=lr_min)
     ap.add_argument("--quant", choices=("soft", "noise"), default="soft")
-    ap.add_argument("--soft-until", type=float, default=soft_until)
+    if soft_until is not None:
+        ap.add_argument("--soft-until", type=float, default=soft_until)
     ap.add_argument("--t-start", type=float, default=1.0)
     ap.add_argument("--t-end", type=float, default=0.02)
 
@@ -40,10 +42,16 @@ def add_run_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0)
 
 
+def learning_rate(step: int, args: argparse.Namespace) -> float:
+    """The cosine learning rate at ``step``, from ``--lr`` to ``--lr-min`` over ``--steps``."""
+    frac = step / args.steps
+    return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * frac))
+
+
 def schedule(step: int, args: argparse.Namespace) -> tuple[str, float, float]:
     """(quantization mode, temperature, learning rate) at ``step``."""
     frac = step / args.steps
-    lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * frac))
+    lr = learning_rate(step, args)
     if args.quant == "noise":
         return "noise", 0.0, lr
     if frac < args.soft_until:

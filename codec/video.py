@@ -4,11 +4,15 @@ Coding structure: low delay, no frame reordering.  Frame ``i`` is planned as an 
 when ``i == 0`` or ``gop > 0 and i % gop == 0`` and as a P-frame otherwise, predicted from
 the previous *decoded* frame by a :class:`PFrameCoder`.  I-frames are image-codec files.
 
-P-frames are coded by :class:`codec.inter_coder.InterCoder` when one is given
-(``VideoCodec(image, InterCoder(path))``).  **No trained P-frame weights ship yet**, so by
-default :attr:`VideoCodec.inter` is None and every frame is coded as an I-frame, whatever
-``gop`` says; the header keeps the requested ``gop`` and each frame record its actual type,
-so ``lcodec info`` shows both.
+A planned P-frame is coded as an I-frame instead where that costs less in the quality's
+rate-distortion trade-off (:meth:`VideoCodec._cheaper`; scene cuts, motion the P-frame model
+cannot follow); ``lcodec info`` lists the types actually coded.
+
+P-frames are coded by :class:`codec.inter_coder.InterCoder`: the shipped P-frame model
+(:meth:`VideoCodec.shipped`, what the functions below use by default) or any other
+(``VideoCodec(image, InterCoder(path))``).  Without one (``VideoCodec(image)``) every frame
+is coded as an I-frame, whatever ``gop`` says; the header keeps the requested ``gop`` and
+each frame record its actual type, so ``lcodec info`` shows both.
 
 Quick use::
 
@@ -100,10 +104,27 @@ class CodedFrame:
 class VideoCodec:
     """A loaded image codec (I-frames) and optional P-frame coder, to code many videos."""
 
-    def __init__(self, image: Codec | None = None, inter: PFrameCoder | None = None) -> None:
-        """``image`` defaults to the shipped image model; ``inter`` to none (all-intra)."""
+    def __init__(
+        self,
+        image: Codec | None = None,
+        inter: PFrameCoder | None = None,
+        choose_intra: bool = True,
+    ) -> None:
+        """``image`` defaults to the shipped image model; ``inter`` to none (all-intra).
+        ``choose_intra``: code a planned P-frame as an I-frame where that is cheaper."""
         self.image = image if image is not None else Codec()
         self.inter = inter
+        self.choose_intra = choose_intra
+
+    @classmethod
+    def shipped(cls, image: Codec | None = None) -> VideoCodec:
+        """``image`` (default: the shipped image model) with the shipped P-frame model, or
+        all-intra where its weights file is not installed."""
+        from .inter_coder import InterCoder
+        from .inter_weights import DEFAULT_INTER_WEIGHTS
+
+        inter = InterCoder(DEFAULT_INTER_WEIGHTS) if DEFAULT_INTER_WEIGHTS.is_file() else None
+        return cls(image, inter)
 
     def frame_type(self, index: int, gop: int) -> int:
         """The type frame ``index`` is coded as: planned, or I while there is no inter coder."""
@@ -134,6 +155,8 @@ class VideoCodec:
                 payload = self.image.encode(rgb, quality=quality)
                 if self.inter is not None:
                     reference = self.image.decode_array(payload)[1]
+            elif self.choose_intra:
+                frame_type, payload, reference = self._cheaper(rgb, reference, quality)
             else:
                 payload, reference = self.inter.encode(rgb, reference, quality)
             size = writer.write(frame_type, payload)
@@ -141,6 +164,26 @@ class VideoCodec:
         if writer is None:
             raise ValueError("no frames to code")
         writer.close()
+
+    def _cheaper(
+        self, rgb: np.ndarray, reference: np.ndarray, quality: int
+    ) -> tuple[int, bytes, np.ndarray]:
+        """(type, payload, reconstruction) of a planned P-frame: the P-frame, or the I-frame
+        where that costs less in the quality's own trade-off ``bpp + lambda * 255^2 * MSE``
+        (the models' training loss).  A P-frame model that predicts badly (fast motion, a
+        scene cut) then never makes a file worse than coding the frame alone."""
+        candidates = [(FRAME_P, *self.inter.encode(rgb, reference, quality))]
+        intra = self.image.encode(rgb, quality=quality)
+        candidates.append((FRAME_I, intra, self.image.decode_array(intra)[1]))
+        lam = self.image.config.lambdas[quality - 1] * 255.0**2
+        pixels = rgb.shape[0] * rgb.shape[1]
+
+        def cost(candidate: tuple[int, bytes, np.ndarray]) -> float:
+            _, payload, recon = candidate
+            mse = np.mean((recon.astype(np.float64) - rgb) ** 2) / 255.0**2
+            return 8 * len(payload) / pixels + lam * mse
+
+        return min(candidates, key=cost)
 
     def _header(self, shape: tuple[int, ...], fps: Fraction, gop: int) -> VideoHeader:
         inter = {}
@@ -248,7 +291,7 @@ def scan_video(src: str | Path) -> VideoSummary:
 
 def iter_frames(src: str | Path, codec: VideoCodec | None = None) -> Iterator[np.ndarray]:
     """The decoded RGB frames of an ``.lcv`` file, one at a time."""
-    codec = codec if codec is not None else VideoCodec()
+    codec = codec if codec is not None else VideoCodec.shipped()
     with open(src, "rb") as f:
         header = read_header(f)
         yield from codec.decode_frames(header, read_frames(f, header))
@@ -271,7 +314,7 @@ def encode_video(
     container's rate otherwise.  ``progress`` shows a bar with frames per second.  ``dst`` is
     written in place; the CLI writes to a temporary file and renames it.
     """
-    codec = codec if codec is not None else VideoCodec()
+    codec = codec if codec is not None else VideoCodec.shipped()
     with ClipReader(src, size, fps) as clip, open(dst, "wb") as out:
         coded = codec.encode_frames(clip, out, clip.fps, quality, gop)
         frames = list(
@@ -301,7 +344,7 @@ def decode_video(
     damage = summary.damage
     if damage is not None and (not salvage or not summary.frames):
         raise damage
-    codec = codec if codec is not None else VideoCodec()
+    codec = codec if codec is not None else VideoCodec.shipped()
     header = summary.header
     with open(src, "rb") as f, ClipWriter(dst, header.width, header.height, header.fps) as out:
         read_header(f)

@@ -13,9 +13,10 @@ RGB goes back to YUV 4:2:0 the same way, so every codec is measured alike.
 
 Anchors run in this process through PyAV: libx265 and libx264 at presets medium and
 veryslow, fixed QP (22..47), no B-frames, intra period ``gop`` (scene cuts off), one thread.
-``ours-intra`` is our codec coding every frame as an I-frame (all-intra: no P-frame model
-exists yet).  BD-rates are per sequence against ``x265-medium`` and their mean over
-sequences.  Results are cached per point, so a re-run recomputes nothing it has.
+``ours`` is our codec with its P-frame model and the same intra period, ``ours-intra`` our
+codec coding every frame as an I-frame.  BD-rates are per sequence against ``x265-medium``
+and their mean over sequences, and (``bd_vs_intra``, what inter coding buys) of ``ours``
+against ``ours-intra``.  Results are cached per point, so a re-run recomputes nothing it has.
 
     python -m evaluation.video --data ../shared/data/video/test -o results/video
 """
@@ -199,25 +200,40 @@ class Anchor(VideoCodecUnderTest):
         return Coded(sum(p.size for p in packets), t1 - t0, t2 - t1, out)
 
 
-class OursIntra(VideoCodecUnderTest):
-    """Our video codec with every frame an I-frame (``codec.video.VideoCodec``, no inter)."""
+class Ours(VideoCodecUnderTest):
+    """Our video codec (:class:`codec.video.VideoCodec`): ``ours`` with its P-frame model at
+    the suite's intra period, ``ours-intra`` with every frame an I-frame."""
 
-    name = "ours-intra"
-
-    def __init__(self, model=None) -> None:
-        """``model``: a loaded image ``Codec``, a weights file, or None (the shipped one)."""
+    def __init__(self, name: str, model=None, inter_model=None) -> None:
+        """``model``: a loaded image ``Codec``, a weights file, or None (the shipped one);
+        ``inter_model``: P-frame weights for ``ours`` (default: the shipped ones)."""
         from codec import Codec
+        from codec.inter_coder import InterCoder
+        from codec.inter_weights import DEFAULT_INTER_WEIGHTS
         from codec.video import VideoCodec
 
+        self.name = name
         try:
-            self.codec = VideoCodec(model if isinstance(model, Codec) else Codec(model))
+            image = model if isinstance(model, Codec) else Codec(model)
+            inter = None
+            if name == "ours":
+                path = inter_model or DEFAULT_INTER_WEIGHTS
+                if not Path(path).is_file():
+                    raise FileNotFoundError(f"no P-frame weights at {path}")
+                inter = InterCoder(path)
+            self.codec = VideoCodec(image, inter)
         except Exception as e:  # any failure to load weights is a user-facing problem
             raise EvaluationError(f"cannot load our model: {e}") from None
-        self.qualities = tuple(range(1, self.codec.image.qualities + 1))
+        self.qualities = tuple(range(1, image.qualities + 1))
 
     def settings(self, gop: int) -> str:
-        image = self.codec.image
-        return f"{image.model_id} {image.digest.hex()} all-intra"
+        image, inter = self.codec.image, self.codec.inter
+        if inter is None:
+            return f"{image.model_id} {image.digest.hex()} all-intra"
+        choice = " I where cheaper" if self.codec.choose_intra else ""
+        return (
+            f"{image.model_id} {image.digest.hex()} {inter.model_id} {inter.digest.hex()}{choice}"
+        )
 
     def code(self, seq: VideoSequence, quality: int, gop: int) -> Coded:
         from bitstream.video import read_frames, read_header
@@ -236,14 +252,17 @@ class OursIntra(VideoCodecUnderTest):
         return Coded(len(buf.getvalue()), t1 - t0, t2 - t1, out)
 
 
+OURS_NAMES = ("ours", "ours-intra")
+
+
 ANCHOR_NAMES = ("x265-medium", "x265-veryslow", "x264-medium", "x264-veryslow")
 EXTRA_NAMES = ("x264-ultrafast", "x265-ultrafast")  # quick runs and tests only
-GROUPS = {"all": ["ours-intra", *ANCHOR_NAMES], "anchors": list(ANCHOR_NAMES)}
+GROUPS = {"all": [*OURS_NAMES, *ANCHOR_NAMES], "anchors": list(ANCHOR_NAMES)}
 
 
 def parse_video_codecs(spec: str | Sequence[str]) -> list[str]:
     """Codec names of a comma list (``all``, ``anchors`` expanded)."""
-    known = ["ours-intra", *ANCHOR_NAMES, *EXTRA_NAMES]
+    known = [*OURS_NAMES, *ANCHOR_NAMES, *EXTRA_NAMES]
     return expand_names(spec, GROUPS, known, kind="video codec")
 
 
@@ -341,13 +360,14 @@ def run_video_rd(
     cache: bool = True,
     progress: bool = True,
     model=None,
+    inter_model=None,
 ) -> dict:
     """Run the video suite on the ``.y4m`` files in ``data``; write ``rd.json``, ``rd.csv``
     and ``rd_<sequence>.png``/``.svg`` into ``out_dir`` and return the results.
 
     ``frames``: first frames of each sequence (default: all).  ``gop``: the anchors' intra
-    period (0: one I-frame).  ``model``: our image ``Codec`` or its weights file (default:
-    the shipped one).
+    period, ours included (0: one I-frame).  ``model``: our image ``Codec`` or its weights
+    file; ``inter_model``: our P-frame weights (default: the shipped ones).
     """
     started = time.perf_counter()
     data, out_dir = Path(data), Path(out_dir)
@@ -366,7 +386,7 @@ def run_video_rd(
     except OSError as e:
         raise EvaluationError(f"cannot create {out_dir}: {e}") from None
     store = ResultCache(out_dir / "rd.cache.jsonl" if cache else None)
-    instances = [OursIntra(model) if n == "ours-intra" else Anchor(n) for n in names]
+    instances = [Ours(n, model, inter_model) if n in OURS_NAMES else Anchor(n) for n in names]
     plan = [(c, codec_qualities(c, qualities)) for c in instances]
     sequences = [load_sequence(p, frames) for p in paths]
     records, evaluated = _collect(plan, sequences, gop, store, progress)
@@ -379,6 +399,9 @@ def run_video_rd(
         "codecs": {c.name: {"settings": c.settings(gop), "qualities": qs} for c, qs in plan},
         "reference": ref_codec,
         "bd": bd_table(records, seq_names, ref_codec),
+        "bd_vs_intra": bd_table(
+            [r for r in records if r["codec"] in OURS_NAMES], seq_names, "ours-intra"
+        ),
         **run_totals(records, evaluated, started),
     }
     from .plot import plot_rd
@@ -438,14 +461,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--gop",
         type=int,
         default=DEFAULT_GOP,
-        help="anchors' intra period, 0 = one I-frame (default: %(default)s)",
+        help="intra period of ours and the anchors, 0 = one I-frame (default: %(default)s)",
     )
+    p.add_argument("--inter-model", type=Path, metavar="WEIGHTS", help="P-frame weights of 'ours'")
 
 
 def report(result: dict, out_dir: Path | str) -> str:
     """The text printed after a run: points, BD-rates and where the files went."""
     lines = [*points_table(result["records"]), ""]
     lines.append(format_bd_table(result["bd"], YUV_BD))
+    if result["bd_vs_intra"]:
+        lines.append(format_bd_table(result["bd_vs_intra"], YUV_BD))
     lines.append(
         f"{result['evaluated']} coded, {result['reused']} from cache,"
         f" {result['elapsed_s']:.0f} s; wrote {Path(out_dir) / 'rd.json'}"
@@ -467,6 +493,7 @@ def run_args(args: argparse.Namespace, data: Path | str) -> None:
         cache=not args.no_cache,
         progress=not args.quiet,
         model=args.model,
+        inter_model=args.inter_model,
     )
     if not args.quiet:
         print(report(result, args.output))

@@ -7,9 +7,10 @@ Every Kodak image is coded at every ``--qualities`` with the RD suite's HEIC anc
 (files cached in ``--cache``) and filtered told the QP and blind.  Per quality: mean bpp, QP,
 PSNR-RGB before and after, mean and worst per-image change; BD-rate and BD-PSNR of HEIC +
 filter against HEIC alone; the filter's wall time per image on ``--threads`` threads.
-``--video`` codes a y4m sequence with libx265 at ``--video-qp`` and reports the Y-PSNR
-before and after the filter (its RGB correction added to the decoded luma; also the full
-YUV -> RGB -> filter -> YUV round trip) and frames per second.
+``--video`` codes a y4m sequence with libx265 at ``--video-qp`` (in the source's YUV range,
+flagged so) and reports the Y-PSNR before and after the filter, of the frames as ``lcodec
+enhance clip.mp4 -o out.y4m`` writes them (the decoded planes plus the filter's change,
+:func:`codec.video_io.add_rgb_change`), and frames per second.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from codec.video_io import add_rgb_change, is_full_range, planes, to_rgb
 from evaluation.bd import bd_psnr, bd_rate
 from evaluation.files import write_text_atomic
 from evaluation.metrics import bpp, psnr
@@ -145,13 +147,7 @@ def filter_times(rows: list[dict]) -> dict[str, float]:
 
 
 def _y(frame) -> np.ndarray:
-    return frame.to_ndarray(format="yuv420p")[: frame.height].astype(np.float64)
-
-
-def _luma_delta(after: np.ndarray, before: np.ndarray) -> np.ndarray:
-    """BT.601 (limited range, as swscale converts) luma change of an RGB change."""
-    d = after.astype(np.float64) - before.astype(np.float64)
-    return d @ np.array([65.481, 128.553, 24.966]) / 255
+    return planes(frame)[0].astype(np.float64)
 
 
 def _y_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -169,17 +165,17 @@ def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path) -> dict:
     if not coded.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         x265.encode(frames, qp, coded)
-    res = {"before": [], "told": [], "blind": [], "told_rgb_roundtrip": []}
+    res = {"before": [], "told": [], "blind": []}
     elapsed = 0.0
     for src, dec in zip(frames, x265.decode(coded), strict=True):
-        ref, y, rgb = _y(src), _y(dec), dec.to_ndarray(format="rgb24")
-        res["before"].append(_y_psnr(ref, y))
+        full = is_full_range(dec)
+        rgb = to_rgb(dec, full)
+        res["before"].append(_y_psnr(_y(src), _y(dec)))
         told, t = _timed(pf, rgb, qp)
         elapsed += t
         for mode, out in (("told", told), ("blind", pf(rgb))):
-            res[mode].append(_y_psnr(ref, np.clip(y + _luma_delta(out, rgb), 0, 255)))
-        roundtrip = _y(av.VideoFrame.from_ndarray(told, "rgb24"))
-        res["told_rgb_roundtrip"].append(_y_psnr(ref, roundtrip))
+            written = add_rgb_change(dec, rgb, out, full)  # what `lcodec enhance` writes
+            res[mode].append(_y_psnr(_y(src), _y(written)))
     mean = {k: float(np.mean(v)) for k, v in res.items()}
     return {
         "sequence": y4m.name,

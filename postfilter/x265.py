@@ -18,6 +18,7 @@ def encode(frames: list[av.VideoFrame], qp: int, path: Path, preset: str = "medi
     with av.open(str(tmp), "w") as out:
         s = out.add_stream("libx265", rate=RATE)
         s.width, s.height, s.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        s.codec_context.color_range = frames[0].color_range  # else full range is mislabelled
         s.options = {"preset": preset, "x265-params": f"qp={qp}:pools=1:log-level=error"}
         for i, f in enumerate(frames):
             f.pts, f.time_base = i, Fraction(1, RATE)

@@ -8,6 +8,7 @@ the format, exactness and plumbing, not compression.
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -19,10 +20,11 @@ from bitstream import BitstreamError
 from bitstream.pframe import pack_pframe, unpack_pframe
 from cli.main import main as cli_main
 from codec import Codec, WeightsError
-from codec.flow import FlowNet, warp
+from codec.flow import FlowNet, cost_volume, warp
 from codec.inter_coder import InterCoder
 from codec.inter_model import InterCodec, InterConfig
 from codec.inter_weights import export_inter_weights
+from codec.train_inter import intra_autoencoder_state
 from codec.train_inter import main as train_main
 from codec.video import VideoCodec, encode_video, iter_frames, scan_video
 
@@ -69,6 +71,18 @@ def test_warp_identity_and_integer_shift() -> None:
     out = warp(x, flow)
     assert torch.allclose(out[:, :, 1:, :-2], x[:, :, :-1, 2:], atol=1e-5)
     assert torch.allclose(out[:, :, 0, :-2], x[:, :, 0, 2:], atol=1e-5)  # edge replicated
+
+
+def test_cost_volume_finds_an_integer_shift() -> None:
+    ref = torch.rand(1, 3, 20, 24)
+    flow = torch.zeros(1, 2, 20, 24)
+    flow[:, 0], flow[:, 1] = -1.0, 2.0  # current pixel p is the reference's p + (-1, 2)
+    current = warp(ref, flow)
+    cost = cost_volume(current, ref, radius=2)[0, :, 4:-4, 4:-4]  # away from the edges
+    assert cost.shape[0] == 25
+    best = cost.argmin(0)
+    assert (best == (2 + 2) * 5 + (2 - 1)).all()  # row dy = +2, column dx = -1
+    assert cost.min(0).values.max() < 1e-10
 
 
 def test_payload_round_trip_is_bit_exact(inter) -> None:
@@ -147,7 +161,8 @@ def test_video_with_p_frames(tmp_path, tiny_codec, inter) -> None:
     src, dst = tmp_path / "in.mkv", tmp_path / "a.lcv"
     write_clip(src, frames_of(8, 32, 48))
     recording = Recording(inter)
-    summary = encode_video(src, dst, quality=4, gop=4, codec=VideoCodec(tiny_codec, recording))
+    coder = VideoCodec(tiny_codec, recording, choose_intra=False)  # random weights: all P
+    summary = encode_video(src, dst, quality=4, gop=4, codec=coder)
     assert "".join(f.type for f in summary.frames) == "IPPPIPPP"
     header = scan_video(dst).header
     assert (header.inter_id, header.inter_digest) == ("tiny-inter", inter.digest)
@@ -156,6 +171,20 @@ def test_video_with_p_frames(tmp_path, tiny_codec, inter) -> None:
     assert all((a == b).all() for a, b in zip(p_frames, recording.recons, strict=True))
     with pytest.raises(BitstreamError, match="P-frame model"):
         list(iter_frames(dst, VideoCodec(tiny_codec)))
+
+
+def test_a_planned_p_frame_becomes_an_i_frame_where_cheaper(tmp_path, tiny_codec) -> None:
+    class Wasteful:  # a P-frame coder worse than coding the frame alone
+        model_id, digest = "wasteful", bytes(8)
+
+        def encode(self, frame, reference, quality):
+            return bytes(10**5), reference  # huge and predicts nothing
+
+    src, dst = tmp_path / "in.mkv", tmp_path / "a.lcv"
+    write_clip(src, frames_of(3, 32, 48))
+    summary = encode_video(src, dst, quality=4, gop=4, codec=VideoCodec(tiny_codec, Wasteful()))
+    assert "".join(f.type for f in summary.frames) == "III"
+    assert all(f.bytes < 10**5 for f in summary.frames)
 
 
 def test_cli_inter_model(tmp_path, tiny_weights, inter_weights, capsys) -> None:
@@ -176,6 +205,40 @@ def test_cli_inter_model(tmp_path, tiny_weights, inter_weights, capsys) -> None:
     assert cli_main([*args, "--inter-model", str(inter_weights)]) == 2
 
 
+def test_rd_video_ours_against_all_intra(tmp_path, tiny_weights, inter_weights, capsys) -> None:
+    data, out = tmp_path / "seqs", tmp_path / "rd"
+    data.mkdir()
+    write_clip(data / "tiny.y4m", frames_of(3, 32, 48))
+    args = ["--model", tiny_weights, "rd", data, "--video", "-o", out, "--gop", "2"]
+    args += ["--codecs", "ours,ours-intra", "--ref-codec", "ours-intra", "-q", "2,6"]
+    args += ["--inter-model", inter_weights, "--quiet"]
+    assert cli_main([str(a) for a in args]) == 0, capsys.readouterr().err
+    result = json.loads((out / "rd.json").read_text())
+    assert "tiny-inter" in result["codecs"]["ours"]["settings"]
+    assert "all-intra" in result["codecs"]["ours-intra"]["settings"]
+    ours = [r for r in result["records"] if r["codec"] == "ours"]
+    intra = [r for r in result["records"] if r["codec"] == "ours-intra"]
+    assert len(ours) == len(intra) == 2
+    assert all(a["bytes"] != b["bytes"] for a, b in zip(ours, intra, strict=True))  # P-frames
+    assert [r["codec"] for r in result["bd_vs_intra"]] == ["ours", "ours"]  # sequence, mean
+    missing = [*args[:-3], "--inter-model", tmp_path / "none.safetensors"]
+    assert cli_main([str(a) for a in missing]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot load our model")
+
+
+def test_residual_coder_starts_as_the_image_autoencoder(tiny_codec) -> None:
+    image = tiny_codec.net
+    c = image.config
+    model = InterCodec(InterConfig(n=c.n, m=c.m, nz=c.nz, lambdas=c.lambdas))
+    model.residual.load_state_dict(intra_autoencoder_state(image))
+    x, q = torch.rand(1, 3, 64, 64), torch.tensor([2])
+    with torch.no_grad():
+        y_image = image.g_a(x)[:, :-1] * image.gain(q)  # without the importance logit
+        assert torch.equal(model.residual.analyse(x, q), y_image)
+        assert torch.equal(model.residual.synthesize(y_image, q), image.synthesize(y_image, q))
+    assert tiny_codec.net.g_a[-1].out_channels == c.m + 1  # the image model is untouched
+
+
 def test_trainer_smoke_resume_and_export(tmp_path, tiny_weights, capsys) -> None:
     clips, photos, run = tmp_path / "clips", tmp_path / "photos", tmp_path / "run"
     clips.mkdir()
@@ -185,7 +248,8 @@ def test_trainer_smoke_resume_and_export(tmp_path, tiny_weights, capsys) -> None
     for seed in range(2):
         Image.fromarray(smooth_image(140, 150, seed)).save(photos / f"p{seed}.png")
     args = ["--clips", clips, "--photos", photos, "--out", run, "--batch", "1", "--crop", "64"]
-    args += ["--frames", "3", "--flow-steps", "2", "--threads", "1", "--log-every", "1"]
+    args += ["--frames", "3", "--flow-steps", "2", "--motion-steps", "1", "--threads", "1"]
+    args += ["--log-every", "1"]
     args += ["--ckpt-every", "2", "--device", "cpu", "--intra", tiny_weights, "--mc", "8"]
     args += ["--holdout-photos", "0", "--val-every", "2", "--val-batch", "1"]
     args = [str(a) for a in args]
@@ -195,7 +259,7 @@ def test_trainer_smoke_resume_and_export(tmp_path, tiny_weights, capsys) -> None
     with open(run / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
-    assert [r["stage"] for r in rows] == ["flow"] * 2 + ["rd"] * 3
+    assert [r["stage"] for r in rows] == ["flow"] * 2 + ["motion"] + ["rd"] * 2
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert all(float(r["bpp"]) > 0 for r in rows[2:])
     with open(run / "val_log.csv") as f:

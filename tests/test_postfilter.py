@@ -189,6 +189,28 @@ def test_cli_video_round_trip(tmp_path, tiny_pf, capsys):
             assert sum(1 for _ in f.decode(video=0)) == 3
 
 
+def test_cli_video_keeps_a_full_range_source_full_range(tmp_path, tiny_pf, capsys):
+    import av
+    from av.video.reformatter import ColorRange
+
+    from codec.video_io import planes, to_yuv420
+
+    src, out = tmp_path / "in.y4m", tmp_path / "out.y4m"
+    ramp = np.linspace(0, 255, 64 * 48).reshape(48, 64, 1).repeat(3, 2).astype(np.uint8)
+    with av.open(str(src), "w", format="yuv4mpegpipe") as f:
+        s = f.add_stream("rawvideo", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.color_range = ColorRange.JPEG
+        f.mux(s.encode(to_yuv420(ramp, full_range=True)))
+        f.mux(s.encode(None))
+    code, _, err = run_cli([src, "-o", out, "--weights", tiny_pf, "--quiet"], capsys)
+    assert code == 0, err
+    assert b"XCOLORRANGE=FULL" in out.read_bytes()[:100]
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        y_in, y_out = (planes(next(f.decode(video=0)))[0].astype(float) for f in (a, b))
+    assert y_in.min() < 5 and y_out.min() < 5 and y_out.max() > 250  # not squeezed to 16..235
+
+
 @pytest.mark.parametrize(
     "args",
     [

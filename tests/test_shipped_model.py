@@ -64,3 +64,25 @@ def test_low_rate_mode_with_shipped_networks(model, factor):
     assert one.shape == img.shape and np.array_equal(one, two)
     psnr = 10 * np.log10(255**2 / np.mean((one.astype(float) - img) ** 2))
     assert psnr > {2: 21.5, 4: 18.5}[factor]  # 22.4 and 19.4 dB when written; gross errors fall far
+
+
+def test_shipped_p_frame_model_codes_a_moving_clip(tmp_path):
+    from codec.inter_weights import DEFAULT_INTER_WEIGHTS
+    from codec.video import VideoCodec, encode_video, iter_frames, scan_video
+
+    from .test_video import frames_of, write_clip
+
+    assert DEFAULT_INTER_WEIGHTS.is_file()
+    assert DEFAULT_INTER_WEIGHTS.stat().st_size < 16 * 2**20
+    src, dst = tmp_path / "in.mkv", tmp_path / "a.lcv"
+    frames = frames_of(4, 64, 96)  # a smooth picture panning 2 pixels a frame
+    write_clip(src, frames)
+    shipped = VideoCodec.shipped()
+    forced = VideoCodec(shipped.image, shipped.inter, choose_intra=False)
+    summary = encode_video(src, dst, quality=4, gop=8, codec=forced)
+    assert "".join(f.type for f in summary.frames) == "IPPP"
+    assert scan_video(dst).header.inter_id == "lcodec-inter-v1"
+    decoded = list(iter_frames(dst, shipped))
+    for a, b in zip(decoded, frames, strict=True):  # trained: random weights give ~10 dB
+        assert 10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2)) > 28
+    assert encode_video(src, dst, quality=4, gop=8).frames[0].type == "I"  # the default path

@@ -34,7 +34,7 @@ from codec.video import (
     planned_type,
     scan_video,
 )
-from codec.video_io import ClipReader
+from codec.video_io import ClipReader, add_rgb_change, planes, to_rgb, to_yuv420
 
 from .conftest import smooth_image
 
@@ -252,6 +252,20 @@ def test_p_frame_seam(tmp_path, tiny_codec, video_codec) -> None:
         list(iter_frames(dst, video_codec))
 
 
+@pytest.mark.parametrize("full_range", [False, True])
+def test_add_rgb_change_keeps_untouched_planes(full_range) -> None:
+    frame = to_yuv420(smooth_image(15, 22, seed=3), full_range)  # odd size: chroma padded
+    rgb = to_rgb(frame, full_range)
+    same = add_rgb_change(frame, rgb, rgb, full_range)
+    assert all((a == b).all() for a, b in zip(planes(same), planes(frame), strict=True))
+    assert same.color_range == frame.color_range
+    brighter = add_rgb_change(frame, rgb, rgb.astype(np.int16) + 10, full_range)
+    (y0, u0, v0), (y1, u1, v1) = planes(frame), planes(brighter)
+    expected = 10.0 if full_range else 10 * 219 / 255
+    assert np.abs(y1.astype(float) - y0 - expected).max() <= 0.5 + 1e-9  # before clipping
+    assert (u1 == u0).all() and (v1 == v0).all()  # grey change: no chroma
+
+
 # -- command line ------------------------------------------------------------------------
 def run(args, capsys):
     code = main([str(a) for a in args])
@@ -261,11 +275,11 @@ def run(args, capsys):
 
 def test_cli_round_trip_and_info(tmp_path, clip, tiny_weights, capsys) -> None:
     lcv, y4m, pngs = tmp_path / "a.lcv", tmp_path / "a.y4m", tmp_path / "frames"
-    code, out, _ = run(["--model", tiny_weights, "encode", clip, "-o", lcv, "--gop", "3"], capsys)
-    assert code == 0 and "4 I, 0 P" in out and "no P-frame model" in out
+    code, out, _ = run(["--model", tiny_weights, "encode", clip, "-o", lcv, "--gop", "1"], capsys)
+    assert code == 0 and "4 I, 0 P" in out and "no P-frame model" in out  # all-intra
     code, out, _ = run(["info", lcv, "--json"], capsys)
     info = json.loads(out)
-    assert code == 0 and info["gop_requested"] == 3 and info["frame_types"] == {"I": 4, "P": 0}
+    assert code == 0 and info["gop_requested"] == 1 and info["frame_types"] == {"I": 4, "P": 0}
     assert [f["type"] for f in info["frames"]] == ["I"] * 4 and info["fps"] == "30000/1001"
     assert info["header_bytes"] + sum(f["bytes"] for f in info["frames"]) == lcv.stat().st_size
     assert all(f["bits"] == 8 * f["bytes"] for f in info["frames"])
