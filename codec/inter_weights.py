@@ -15,8 +15,7 @@ from . import entropy_models as em
 from .inter_model import InterCodec, InterConfig
 from .zoo import WEIGHTS_DIR, LoadedWeights, write_weights
 
-#: Where shipped P-frame weights would live; none ship yet (decoders look here only when a
-#: file names a P-frame model and no weights were given).
+#: The shipped P-frame model (:meth:`codec.video.VideoCodec.shipped`; ``lcodec`` video).
 DEFAULT_INTER_WEIGHTS = WEIGHTS_DIR / "lcodec-inter-v1.safetensors"
 FORMAT = "lcodec-inter-weights-1"
 TABLE_KEYS = ("tables.y", "tables.motion_z", "tables.residual_z")

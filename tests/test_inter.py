@@ -1,7 +1,7 @@
 """The P-frame codec: flow and warping, the tiny random model's real bytes, the video path
 with P-frames, the CLI option and a smoke run of the trainer.
 
-The inter model has random weights (no trained P-frame weights exist): these tests check
+The tiny inter model has random weights (the shipped one: test_shipped_model): these check
 the format, exactness and plumbing, not compression.
 """
 
