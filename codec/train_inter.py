@@ -54,6 +54,7 @@ from .training import (
     TrainState,
     add_run_arguments,
     add_schedule_arguments,
+    annealed_temperature,
     csv_log,
     learning_rate,
     read_checkpoint,
@@ -314,8 +315,7 @@ def quantizer(step: int, stage: str, args: argparse.Namespace) -> tuple[str, flo
     if args.quant == "noise":
         return "noise", 0.0
     if stage == "motion":
-        frac = (step - args.flow_steps) / args.motion_steps
-        return "soft", args.t_start * (args.t_end / args.t_start) ** frac
+        return "soft", annealed_temperature((step - args.flow_steps) / args.motion_steps, args)
     return "ste", 0.0
 
 

@@ -55,9 +55,14 @@ def schedule(step: int, args: argparse.Namespace) -> tuple[str, float, float]:
     if args.quant == "noise":
         return "noise", 0.0, lr
     if frac < args.soft_until:
-        t = args.t_start * (args.t_end / args.t_start) ** (frac / args.soft_until)
-        return "soft", t, lr
+        return "soft", annealed_temperature(frac / args.soft_until, args), lr
     return "ste", 0.0, lr
+
+
+def annealed_temperature(frac: float, args: argparse.Namespace) -> float:
+    """The soft quantizer's temperature ``frac`` (0..1) of the way through its soft phase:
+    geometric from ``--t-start`` to ``--t-end``."""
+    return args.t_start * (args.t_end / args.t_start) ** frac
 
 
 def read_checkpoint(path: Path) -> dict | None:

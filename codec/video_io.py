@@ -70,11 +70,11 @@ def add_rgb_change(
     scale = np.array([1.0, 1.0, 1.0]) if full_range else np.array([219, 224, 224]) / 255
     delta = (after.astype(np.float64) - before) @ (_YCBCR * scale[:, None]).T
     h, w = delta.shape[:2]
-    even = np.pad(delta, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    chroma = even.reshape(even.shape[0] // 2, 2, even.shape[1] // 2, 2, 3).mean(axis=(1, 3))
+    even = np.pad(delta[..., 1:], ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    chroma = even.reshape(even.shape[0] // 2, 2, even.shape[1] // 2, 2, 2).mean(axis=(1, 3))
     out = av.VideoFrame(w, h, "yuv420p")
     for plane, old, change in zip(
-        out.planes, planes(frame), (delta[..., 0], chroma[..., 1], chroma[..., 2]), strict=True
+        out.planes, planes(frame), (delta[..., 0], chroma[..., 0], chroma[..., 1]), strict=True
     ):
         new = np.clip(np.rint(old + change), 0, 255).astype(np.uint8)
         rows = np.zeros((plane.height, plane.line_size), np.uint8)

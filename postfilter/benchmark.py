@@ -168,14 +168,14 @@ def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path) -> dict:
     res = {"before": [], "told": [], "blind": []}
     elapsed = 0.0
     for src, dec in zip(frames, x265.decode(coded), strict=True):
-        full = is_full_range(dec)
+        full, ref = is_full_range(dec), _y(src)
         rgb = to_rgb(dec, full)
-        res["before"].append(_y_psnr(_y(src), _y(dec)))
+        res["before"].append(_y_psnr(ref, _y(dec)))
         told, t = _timed(pf, rgb, qp)
         elapsed += t
         for mode, out in (("told", told), ("blind", pf(rgb))):
             written = add_rgb_change(dec, rgb, out, full)  # what `lcodec enhance` writes
-            res[mode].append(_y_psnr(_y(src), _y(written)))
+            res[mode].append(_y_psnr(ref, _y(written)))
     mean = {k: float(np.mean(v)) for k, v in res.items()}
     return {
         "sequence": y4m.name,

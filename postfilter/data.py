@@ -18,6 +18,7 @@ cache folder, with the settings that made them (``settings.json``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
@@ -33,6 +34,7 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 SEGMENT = 8  # frames per coded clip segment
 CROPS_PER_SEGMENT = 4
 MAX_CLIP_FRAMES = 300  # the segments start among a clip's first frames
+Pair = tuple[np.ndarray, np.ndarray, float]  # original crop, its decode, QP or quality level
 
 
 def photo_paths(folder: Path) -> list[Path]:
@@ -74,14 +76,38 @@ def _random_crop(img: Image.Image, crop: int, rng: np.random.Generator) -> Image
     return img.crop((x, y, x + crop, y + crop))
 
 
-def _pair(crop: Image.Image, quality: int, chroma: str) -> tuple[np.ndarray, np.ndarray, float]:
+def _pair(crop: Image.Image, quality: int, chroma: str) -> Pair:
     dec = heic.decode(heic.encode(crop, quality, chroma))
     return np.asarray(crop), np.asarray(dec), heic.quality_to_qp(quality)
 
 
+def _photo_pairs(
+    paths: list[Path],
+    desc: str,
+    val_every: int,
+    crop: int,
+    crops_per_image: int,
+    rng: np.random.Generator,
+    train_pair: Callable[[Image.Image], Pair],
+    val_pairs: Callable[[Image.Image], list[Pair]],
+) -> tuple[list[Pair], list[Pair]]:
+    """(training, validation) pairs of the photos: ``crops_per_image`` calls of
+    ``train_pair`` on each training photo (it crops and codes), and ``val_pairs`` of
+    ``VAL_CROPS`` random crops of each held-out photo."""
+    train, val = [], []
+    for i, path in enumerate(tqdm(paths, desc=desc)):
+        img = _open_rgb(path)
+        if _held_out(i, val_every):
+            for _ in range(VAL_CROPS):
+                val += val_pairs(_random_crop(img, crop, rng))
+        else:
+            train += [train_pair(img) for _ in range(crops_per_image)]
+    return train, val
+
+
 def _clip_pairs(
     path: Path, count: int, crop: int, rng: np.random.Generator, workdir: Path
-) -> list[tuple[np.ndarray, np.ndarray, float]]:
+) -> list[Pair]:
     """``count`` random crops of frames of the clip ``path`` and of their libx265 decodes.
 
     The frames are first brought to limited-range BT.601 ``yuv420p`` (what the encoder
@@ -117,7 +143,7 @@ def _clip_pairs(
     return pairs[:count]
 
 
-def _save(path: Path, pairs: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
+def _save(path: Path, pairs: list[Pair]) -> None:
     orig, dec, qp = zip(*pairs, strict=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, orig=np.stack(orig), dec=np.stack(dec), qp=np.asarray(qp, np.float32))
@@ -165,23 +191,21 @@ def build(
         return
     cache.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+
+    def train_pair(img: Image.Image) -> Pair:
+        chroma = "420" if rng.random() < share_420 else "444"
+        return _pair(_random_crop(img, crop, rng), int(rng.integers(0, 51)), chroma)
+
+    def val_pairs(c: Image.Image) -> list[Pair]:
+        return [_pair(c, q, "444") for q in VAL_QUALITIES]
+
     paths = training_photos(photos, val_every)
-    train, val = [], []
-    for i, path in enumerate(tqdm(paths, desc="coding HEIC pairs")):
-        img = _open_rgb(path)
-        if _held_out(i, val_every):
-            for _ in range(VAL_CROPS):
-                c = _random_crop(img, crop, rng)
-                val += [_pair(c, q, "444") for q in VAL_QUALITIES]
-            continue
-        for _ in range(crops_per_image):
-            chroma = "420" if rng.random() < share_420 else "444"
-            train.append(_pair(_random_crop(img, crop, rng), int(rng.integers(0, 51)), chroma))
+    train, val = _photo_pairs(
+        paths, "coding HEIC pairs", val_every, crop, crops_per_image, rng, train_pair, val_pairs
+    )
     if clips is not None:
-        from codec.video_io import (
-            RAW_SUFFIX,
-            VIDEO_SUFFIXES,
-        )  # not at the top: codec loads CompressAI
+        # not at the top: codec loads CompressAI
+        from codec.video_io import RAW_SUFFIX, VIDEO_SUFFIXES
 
         suffixes = VIDEO_SUFFIXES - {RAW_SUFFIX}  # raw .yuv needs a size and rate given
         clip_paths = sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in suffixes)
@@ -222,21 +246,20 @@ def build_lcodec(
     rng = np.random.default_rng(seed)
     paths = training_photos(photos, val_every)
 
-    def pair(c: Image.Image, quality: int) -> tuple[np.ndarray, np.ndarray, float]:
+    def pair(c: Image.Image, quality: int) -> Pair:
         orig = np.asarray(c)
         return orig, model.decode_array(model.encode(orig, quality=quality))[1], float(quality)
 
-    train, val = [], []
-    for i, path in enumerate(tqdm(paths, desc="coding lcodec pairs")):
-        img = _open_rgb(path)
-        if _held_out(i, val_every):
-            for _ in range(VAL_CROPS):
-                c = _random_crop(img, crop, rng)
-                val += [pair(c, q) for q in range(1, model.qualities + 1)]
-            continue
-        for _ in range(crops_per_image):
-            c = _random_crop(img, crop, rng)
-            train.append(pair(c, int(rng.integers(1, model.qualities + 1))))
+    def train_pair(img: Image.Image) -> Pair:
+        c = _random_crop(img, crop, rng)
+        return pair(c, int(rng.integers(1, model.qualities + 1)))
+
+    def val_pairs(c: Image.Image) -> list[Pair]:
+        return [pair(c, q) for q in range(1, model.qualities + 1)]
+
+    train, val = _photo_pairs(
+        paths, "coding lcodec pairs", val_every, crop, crops_per_image, rng, train_pair, val_pairs
+    )
     _write(cache, train, val, stamp)
 
 
