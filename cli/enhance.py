@@ -68,6 +68,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--tile", type=int, default=512, help="tile side in pixels (default: %(default)s)"
     )
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        choices=[1, 2, 4],
+        default=2,
+        help="artifacts: average the correction over this many flips of the picture "
+        "(default: %(default)s; 1 is twice as fast, 4 half as fast)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
     return p
@@ -198,11 +206,14 @@ def _enhance(args: argparse.Namespace) -> str:
 
     pf = filter_for("qp", args.weights)
     how = "blind" if args.qp is None else f"at QP {args.qp:g}"
+    settings = (args.qp, args.tile, args.ensemble)
     if is_video:
-        n = _enhance_video(pf, src, dst, args.qp, args.tile, progress=not args.quiet)
+        n = _enhance_video(pf, src, dst, settings, progress=not args.quiet)
         return f"{dst}: {n} frames enhanced with {pf.model_id} ({how})"
-    image = _read_image(src)
-    out = Image.fromarray(pf(_rgb(image), args.qp, args.tile))
+    rgb = _rgb(_read_image(src))
+    if args.qp is None and (estimate := pf.estimate(rgb)) is not None:
+        how = f"blind, QP estimated at {estimate:.1f}"
+    out = Image.fromarray(pf(rgb, *settings))
     fmt = Image.registered_extensions()[out_ext]
     write_atomic(dst, lambda tmp: out.save(tmp, format=fmt))
     return f"{dst}: enhanced with {pf.model_id} ({how})"
@@ -253,7 +264,7 @@ def _read_image(path: Path) -> Image.Image:
         raise CliError(f"cannot read picture {path}: {e}") from None
 
 
-def _enhance_video(pf, src: Path, dst: Path, qp: float | None, tile: int, progress: bool) -> int:
+def _enhance_video(pf, src: Path, dst: Path, settings: tuple, progress: bool) -> int:
     """Filter every frame of ``src`` into ``dst`` (FFV1 .mkv or .y4m); return the frame count."""
     import av
 
@@ -263,7 +274,7 @@ def _enhance_video(pf, src: Path, dst: Path, qp: float | None, tile: int, progre
             if not inp.streams.video:
                 raise CliError(f"no video stream in {src}")
             with av.open(str(tmp), "w", format=container) as out:
-                frames = _filter_frames(pf, inp, out, codec, (qp, tile), progress)
+                frames = _filter_frames(pf, inp, out, codec, settings, progress)
             if not frames:
                 raise CliError(f"no frames decoded from {src}")
     except (CliError, KeyboardInterrupt):
@@ -273,7 +284,7 @@ def _enhance_video(pf, src: Path, dst: Path, qp: float | None, tile: int, progre
     return frames
 
 
-def _filter_frames(pf, inp, out, codec: str, qp_tile: tuple, progress: bool) -> int:
+def _filter_frames(pf, inp, out, codec: str, settings: tuple, progress: bool) -> int:
     """Decode, filter and encode the first video stream of ``inp`` into ``out``.
 
     Frames go to RGB in the range they say they are in.  A ``.y4m`` of a 4:2:0 source gets
@@ -302,7 +313,7 @@ def _filter_frames(pf, inp, out, codec: str, qp_tile: tuple, progress: bool) -> 
     for frame in bar:
         full = is_full_range(frame)
         rgb = to_rgb(frame, full)
-        restored = pf(rgb, *qp_tile)
+        restored = pf(rgb, *settings)
         if ost.pix_fmt == frame.format.name.replace("yuvj", "yuv") == "yuv420p":
             new = add_rgb_change(frame, rgb, restored, full)
         else:

@@ -1,8 +1,8 @@
 """Decoder-side enhancement networks: artefact removal, denoising, super-resolution, deblurring.
 
 ``enhance(image, qp=None)`` restores an HEVC/HEIC decode with the shipped post-filter
-(``weights/hevc-artifacts-v2.safetensors``); without ``qp`` the network judges the coding
-strength itself (blind mode).  ``decode_enhanced(data)`` decodes an ``.lcf`` file and
+(``DEFAULT_WEIGHTS``); without ``qp`` the filter's strength estimator reads the QP off the
+picture (blind mode).  ``decode_enhanced(data)`` decodes an ``.lcf`` file and
 restores it with the filter of our codec's decodes (``weights/lcodec-artifacts-v1``), told
 the file's quality level.  ``denoise(image, sigma=None)``,
 ``super_resolve(image, scale)`` and ``deblur(image, blur_sigma, sigma=0.0)`` run the

@@ -32,7 +32,7 @@ from evaluation.files import write_text_atomic
 from evaluation.metrics import bpp, psnr
 
 from . import heic, x265
-from .api import PostFilter, filter_for
+from .api import DEFAULT_ENSEMBLE, DEFAULT_TILE, ENSEMBLES, PostFilter, filter_dtype, filter_for
 
 QUALITIES = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)  # QP 44.6 .. 22.1
 
@@ -60,12 +60,15 @@ def kodak_paths(kodak: Path) -> list[Path]:
     return paths
 
 
-def measure(pf: PostFilter, ref: Image.Image, dec: np.ndarray, told: float) -> dict:
-    """PSNR of ``dec`` before and after the filter, told ``told`` and blind, and its times."""
-    after, t_told = _timed(pf, dec, told)
-    blind, t_blind = _timed(pf, dec)
+def measure(pf: PostFilter, ref: Image.Image, dec: np.ndarray, told: float, ensemble: int) -> dict:
+    """PSNR of ``dec`` before and after the filter (self-ensemble of ``ensemble`` flips),
+    told ``told`` and blind, the value blind mode estimated (None without an estimator), and
+    the filter's times."""
+    after, t_told = _timed(pf, dec, told, DEFAULT_TILE, ensemble)
+    blind, t_blind = _timed(pf, dec, None, DEFAULT_TILE, ensemble)
     base = psnr(ref, dec)
     return {
+        "estimated": pf.estimate(dec),
         "psnr": base,
         "psnr_told": psnr(ref, after),
         "psnr_blind": psnr(ref, blind),
@@ -76,7 +79,7 @@ def measure(pf: PostFilter, ref: Image.Image, dec: np.ndarray, told: float) -> d
     }
 
 
-def kodak_rows(pf: PostFilter, kodak: Path, qualities, cache: Path) -> list[dict]:
+def kodak_rows(pf: PostFilter, kodak: Path, qualities, cache: Path, ensemble: int) -> list[dict]:
     """One row per image and quality: bpp, QP, PSNR before/after (told, blind), times."""
     rows = []
     for path in tqdm(kodak_paths(kodak), desc="kodak", unit="image"):
@@ -86,7 +89,7 @@ def kodak_rows(pf: PostFilter, kodak: Path, qualities, cache: Path) -> list[dict
             dec = np.asarray(heic.decode(data))
             qp = heic.quality_to_qp(q)
             row = {"image": path.name, "quality": q, "qp": qp, "bpp": bpp(len(data), *ref.size)}
-            rows.append(row | measure(pf, ref, dec, qp))
+            rows.append(row | measure(pf, ref, dec, qp, ensemble))
     return rows
 
 
@@ -107,8 +110,11 @@ def per_quality(rows: list[dict], qualities) -> list[dict]:
     per_q = []
     for q in qualities:
         r = [row for row in rows if row["quality"] == q]
-        mean = {k: float(np.mean([x[k] for x in r])) for k in r[0] if k not in ("image", "quality")}
+        numbers = [k for k, v in r[0].items() if k not in ("image", "quality") and v is not None]
+        mean = {k: float(np.mean([x[k] for x in r])) for k in numbers}
         mean["quality"] = q
+        if "estimated" in numbers:  # blind mode's error in QP (or quality) units
+            mean["estimate_mae"] = float(np.mean([abs(x["estimated"] - x["qp"]) for x in r]))
         worst_told = min(r, key=lambda x: x["gain_told"])
         worst_blind = min(r, key=lambda x: x["gain_blind"])
         mean |= {
@@ -154,8 +160,9 @@ def _y_psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
 
 
-def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path) -> dict:
-    """Y-PSNR of ``y4m`` coded by libx265 at ``qp`` (preset medium), before/after the filter."""
+def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path, ensemble: int) -> dict:
+    """Y-PSNR of ``y4m`` coded by libx265 at ``qp`` (preset medium), before/after the filter
+    (self-ensemble of ``ensemble`` flips)."""
     import av
 
     with av.open(str(y4m)) as inp:
@@ -171,9 +178,9 @@ def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path) -> dict:
         full, ref = is_full_range(dec), _y(src)
         rgb = to_rgb(dec, full)
         res["before"].append(_y_psnr(ref, _y(dec)))
-        told, t = _timed(pf, rgb, qp)
+        told, t = _timed(pf, rgb, qp, DEFAULT_TILE, ensemble)
         elapsed += t
-        for mode, out in (("told", told), ("blind", pf(rgb))):
+        for mode, out in (("told", told), ("blind", pf(rgb, None, DEFAULT_TILE, ensemble))):
             written = add_rgb_change(dec, rgb, out, full)  # what `lcodec enhance` writes
             res[mode].append(_y_psnr(ref, _y(written)))
     mean = {k: float(np.mean(v)) for k, v in res.items()}
@@ -199,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video", type=Path, help="also benchmark this .y4m sequence")
     p.add_argument("--video-qp", type=int, default=37)
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        choices=ENSEMBLES,
+        default=DEFAULT_ENSEMBLE,
+        help="flips the correction is averaged over (default: %(default)s, as lcodec enhance)",
+    )
     p.add_argument("--cache", type=Path, default=Path("runs/postfilter-bench"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -207,15 +221,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.kodak.is_dir():
         print(f"error: Kodak not found at {args.kodak}", file=sys.stderr)
         return 2
-    rows = kodak_rows(pf, args.kodak, qualities, args.cache)
+    rows = kodak_rows(pf, args.kodak, qualities, args.cache, args.ensemble)
     result = {
         "model_id": pf.model_id,
         "threads": args.threads,
+        "ensemble": args.ensemble,
+        "precision": str(filter_dtype()).removeprefix("torch."),
         "heic_settings": heic.settings(),
         **summarize(rows, qualities),
     }
     if args.video:
-        result["video"] = video_benchmark(pf, args.video, args.video_qp, args.cache)
+        result["video"] = video_benchmark(pf, args.video, args.video_qp, args.cache, args.ensemble)
     result["per_image"] = rows
     write_text_atomic(args.output, json.dumps(result, indent=1) + "\n")
     print(format_table(result))

@@ -45,7 +45,7 @@ def kodak_rows(pf: PostFilter, model: Codec, kodak: Path, qualities: list[int]) 
             dec = model.decode_array(data)[1]
             row = {"image": path.name, "quality": q, "bpp": bpp(len(data), *ref.size)}
             with native_convolutions():  # the pixels lcodec decode --enhance writes
-                rows.append(row | measure(pf, ref, dec, q))
+                rows.append(row | measure(pf, ref, dec, q, ensemble=1))  # as decode --enhance
     return rows
 
 

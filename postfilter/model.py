@@ -4,9 +4,10 @@
 works at half resolution (:class:`~postfilter.layers.HalfResolutionNet`): the RGB image is
 pixel-unshuffled by 2, two constant planes are appended, residual blocks predict a
 correction, and pixel-shuffle brings it back to full resolution, where it is added to the
-decoded image.  The planes are ``(normalised QP, 1)`` when the QP is known and ``(0, 0)``
-when it is not: the network is trained both ways (the QP hidden from a share of the
-patches), so one network serves the told-QP and the blind mode.
+decoded image.  The planes are ``(normalised QP, 1)`` when the QP is known.  Blind, a
+network with a strength estimator (:mod:`postfilter.estimator`, ``config.estimator``
+channels) is told the QP its estimator reads off the picture; one without it gets ``(0, 0)``
+planes, a mode it learnt with the QP hidden from a share of the training patches.
 
 What the network is told is its config's ``condition`` kind (:data:`CONDITIONS`): the HEVC
 QP (``"qp"``, filters of HEVC/HEIC decodes) or our codec's quality level (``"quality"``,
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .estimator import StrengthEstimator, estimate_window
 from .layers import HalfResolutionNet
 
 
@@ -35,6 +37,10 @@ class Condition:
         """``value`` mapped linearly from ``low..high`` to -1..1."""
         return (value - (self.low + self.high) / 2) / ((self.high - self.low) / 2)
 
+    def denormalize(self, value: torch.Tensor | float) -> torch.Tensor | float:
+        """The inverse of :meth:`normalize`."""
+        return value * ((self.high - self.low) / 2) + (self.low + self.high) / 2
+
 
 #: The condition kinds: HEVC QP 22..47 -> (QP - 34.5) / 12.5; quality 1..8 -> (q - 4.5) / 3.5.
 CONDITIONS = {
@@ -48,6 +54,7 @@ class FilterConfig:
     channels: int = 48
     blocks: int = 8
     condition: str = "qp"  # a key of CONDITIONS
+    estimator: int = 0  # channels of the blind strength estimator; 0: blind is (0, 0) planes
 
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONS:
@@ -61,7 +68,8 @@ class FilterConfig:
         """The config of a dict from :meth:`to_dict`; files written before the condition kind
         existed are HEVC filters (``"qp"``)."""
         sizes = {k: int(d[k]) for k in ("channels", "blocks")}
-        return cls(**sizes, condition=str(d.get("condition", "qp")))
+        estimator = int(d.get("estimator", 0))
+        return cls(**sizes, condition=str(d.get("condition", "qp")), estimator=estimator)
 
 
 def qp_conditions(qp: torch.Tensor | None, n: int = 1, kind: str = "qp") -> torch.Tensor:
@@ -80,3 +88,12 @@ class ArtifactNet(HalfResolutionNet):
     def __init__(self, config: FilterConfig) -> None:
         super().__init__(config.channels, config.blocks, conditions=2)
         self.config = config
+        self.estimator = StrengthEstimator(config.estimator) if config.estimator else None
+
+    def blind_conditions(self, x: torch.Tensor) -> torch.Tensor:
+        """Conditioning rows (N,2) for pictures ``x`` (N,3,H,W) coded at an unknown strength:
+        ``(estimate, 1)`` with the strength estimator, else ``(0, 0)``."""
+        if self.estimator is None:
+            return torch.zeros(len(x), 2)
+        value = self.estimator(estimate_window(x)).float().clamp(-1, 1)
+        return torch.stack([value, torch.ones_like(value)], dim=1)

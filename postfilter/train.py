@@ -5,6 +5,10 @@ own codec's decodes of the training photos (``--source lcodec``, told the qualit
     python -m postfilter.train ../shared/data/train --clips ../shared/data/video/train \
         --out runs/pf2 --minutes 90 --init postfilter/weights/denoise-v1.safetensors \
         --export postfilter/weights/hevc-artifacts-v2.safetensors
+    python -m postfilter.train ../shared/data/train --clips ../shared/data/video/train \
+        --out runs/pf4 --minutes 75 --blocks 16 --blind-share 0 \
+        --grow-from postfilter/weights/hevc-artifacts-v2.safetensors \
+        --export runs/pf4/hevc-artifacts-v4.safetensors   # then postfilter.train_estimator
     python -m postfilter.train ../shared/data/train --source lcodec --cache runs/lcodec-pf-data \
         --out runs/lcodec-pf --minutes 55 --init postfilter/weights/denoise-v1.safetensors \
         --export postfilter/weights/lcodec-artifacts-v1.safetensors
@@ -13,12 +17,14 @@ Codes (once) and caches the training pairs (see :mod:`postfilter.data`), then tr
 filter (relative MSE; told the QP with a little jitter, or the exact quality level, or blind
 for ``--blind-share`` of the patches) with Adam, bfloat16 autocast and a cosine learning
 rate over the time or step budget.  ``--init`` starts the trunk from a half-resolution
-restoration network (the denoiser) instead of from scratch.  ``<out>/ckpt.pt`` is written
-every ``--ckpt-every`` steps and a rerun resumes from it; ``<out>/log.csv`` logs training
-and validation (held-out photos: PSNR gain told the QP or quality and blind, worst pair;
-told at QP 37 and 22 for HEVC, at every quality level for ours).  ``--export`` writes the
-weights and copies the log beside them, with residual scales (safety) calibrated on the
-held-out photos per told value and for blind mode.
+restoration network (the denoiser) instead of from scratch; ``--grow-from`` starts a deeper
+filter as a trained one (:func:`grow_from`).  With ``--blind-share 0`` the whole network
+learns the told mode, and blind mode comes from :mod:`postfilter.train_estimator`.
+``<out>/ckpt.pt`` is written every ``--ckpt-every`` steps and a rerun resumes from it;
+``<out>/log.csv`` logs training and validation (held-out photos: PSNR gain told the QP or
+quality and blind, worst pair; told at QP 37 and 22 for HEVC, at every quality level for
+ours).  ``--export`` writes the weights and copies the log beside them, with residual scales
+(safety) calibrated on the held-out photos per told value and for blind mode.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import TextIO
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from evaluation.metrics import psnr
 
@@ -70,7 +77,7 @@ class Source:
 
 
 SOURCES = {
-    "hevc": Source("qp", "hevc-artifacts-v2", Path("runs/postfilter-data"), 1.0, LOG_FIELDS),
+    "hevc": Source("qp", "hevc-artifacts-v4", Path("runs/postfilter-data"), 1.0, LOG_FIELDS),
     # the quality level is read from the file exactly: no jitter
     "lcodec": Source(
         "quality", "lcodec-artifacts-v1", Path("runs/lcodec-pf-data"), 0.0, LCODEC_LOG_FIELDS
@@ -104,6 +111,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=48)
     p.add_argument("--blocks", type=int, default=8)
     p.add_argument("--init", type=Path, help="start from this restoration network (denoise)")
+    p.add_argument(
+        "--grow-from",
+        type=Path,
+        help="start from this artefact filter (same channels, at most --blocks blocks; the "
+        "blocks it lacks are appended as identities)",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=128, help="training patch side (multiple of 4)")
     p.add_argument("--lr", type=float, default=2.5e-4)
@@ -129,7 +142,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--blind-share", type=float, default=0.3, help="share of patches told no QP")
     add_run_arguments(p)
     p.add_argument(
-        "--model-id", help="default: hevc-artifacts-v2 or lcodec-artifacts-v1, by source"
+        "--model-id", help="default: hevc-artifacts-v4 or lcodec-artifacts-v1, by source"
     )
     p.add_argument(
         "--max-loss-db",
@@ -139,6 +152,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     source = SOURCES[args.source]
+    if args.init is not None and args.grow_from is not None:
+        p.error("--init and --grow-from are exclusive")
     if args.source == "lcodec" and args.clips is not None:
         p.error("--clips is for --source hevc")
     if args.source == "hevc" and args.codec_weights is not None:
@@ -168,12 +183,12 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def sample_batch(pairs: dict, batch: int, patch: int, rng: np.random.Generator):
-    """Random patches (even offsets, random flips) of random pairs: dec, orig, QP (or
-    quality level)."""
+def sample_batch(pairs: dict, batch: int, patch: int, rng: np.random.Generator, align: int = 2):
+    """Random patches (offsets multiples of ``align``, random flips) of random pairs: dec,
+    orig, QP (or quality level)."""
     n, side = pairs["orig"].shape[:2]
     idx = rng.integers(0, n, batch)
-    ys, xs = 2 * rng.integers(0, (side - patch) // 2 + 1, (2, batch))
+    ys, xs = align * rng.integers(0, (side - patch) // align + 1, (2, batch))
     pos = zip(idx, ys, xs, strict=True)
     crops = [(i, slice(y, y + patch), slice(x, x + patch)) for i, y, x in pos]
     dec, org = (np.stack([pairs[k][c] for c in crops]) for k in ("dec", "orig"))
@@ -203,15 +218,35 @@ def init_from_restorer(net: ArtifactNet, path: Path) -> None:
     net.load_state_dict(state | {"head.weight": head} | tail)
 
 
+def grow_from(net: ArtifactNet, path: Path) -> None:
+    """Start ``net`` as the artefact filter ``path`` (same channels and condition, no more
+    blocks): its weights are copied and each residual block it lacks is appended with a zero
+    second convolution, an identity that training grows into a correction.  A deeper network
+    so starts where a trained one stands instead of from scratch."""
+    from .weights import load_weights
+
+    src, _ = load_weights(path)
+    have, want = src.config, net.config
+    if (have.channels, have.condition) != (want.channels, want.condition) or (
+        have.blocks > want.blocks
+    ):
+        raise SystemExit(f"error: {path} ({have}) cannot grow into {want}")
+    for block in net.body[have.blocks :]:
+        nn.init.zeros_(block.conv2.weight)
+        nn.init.zeros_(block.conv2.bias)
+    missing = net.load_state_dict(src.state_dict(), strict=False).missing_keys
+    assert all(k.startswith("body.") for k in missing), missing
+
+
 @torch.no_grad()
 def filter_residuals(net: ArtifactNet, val: dict, blind: bool) -> list[torch.Tensor]:
     """The predicted corrections of the validation pairs, told the QP (or quality) or blind,
-    in chunks."""
+    in chunks (blind: told what the strength estimator reads, if the network has one)."""
     out = []
     for i in range(0, len(val["qp"]), 16):
         dec = to_tensor(val["dec"][i : i + 16])
         qp = torch.from_numpy(val["qp"][i : i + 16])
-        cond = qp_conditions(None if blind else qp, len(qp), kind=net.config.condition)
+        cond = net.blind_conditions(dec) if blind else qp_conditions(qp, kind=net.config.condition)
         out.append(net.residual(dec, cond))
     return out
 
@@ -293,6 +328,10 @@ def train(args: argparse.Namespace) -> ArtifactNet:
     if not step and args.init:
         init_from_restorer(net, args.init)
         print(f"initialised from {args.init}")
+    if not step and args.grow_from:
+        grow_from(net, args.grow_from)
+        print(f"grown from {args.grow_from}")
+    net = net.to(memory_format=torch.channels_last)  # about 1.6x faster steps on the CPU
     rng = np.random.default_rng(args.seed + step)
     new_log = not log_path.is_file()
     f, log = open_log(log_path, source.log_fields)
@@ -304,6 +343,7 @@ def train(args: argparse.Namespace) -> ArtifactNet:
         while (now := budget_step(args, opt, start, step)) is not None:
             elapsed, lr = now
             dec, org, qp = sample_batch(pairs, args.batch, args.patch, rng)
+            dec = dec.contiguous(memory_format=torch.channels_last)
             cond = qp_conditions(qp + args.qp_jitter * torch.randn_like(qp), kind=config.condition)
             cond[torch.from_numpy(rng.random(len(qp)) < args.blind_share)] = 0
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
@@ -332,7 +372,7 @@ def train(args: argparse.Namespace) -> ArtifactNet:
                 net.eval()
                 scores = validate(net, val)
                 row |= {k: f"{v:.4f}" for k, v in scores.items()}
-                keep_best(best_path, net, step, scores)
+                keep_best(best_path, net, step, scores, args.blind_share > 0)
                 net.train()
             write_row(log, f, row, step, elapsed, lr)
             if step % args.ckpt_every == 0:
@@ -344,18 +384,20 @@ def train(args: argparse.Namespace) -> ArtifactNet:
         log.writerow({"step": step, "elapsed_s": f"{elapsed:.1f}", "lr": "", **final})
         print("final", final, flush=True)
     save_checkpoint(ckpt_path, net, opt, step, elapsed)
-    if not keep_best(best_path, net, step, scores):
+    if not keep_best(best_path, net, step, scores, args.blind_share > 0):
         best = torch.load(best_path, weights_only=True)
         net.load_state_dict(best["net"])
         print(f"best validation at step {best['step']}: exporting that network", flush=True)
     return net
 
 
-def keep_best(path: Path, net: ArtifactNet, step: int, scores: dict[str, float]) -> bool:
-    """Save ``net`` to ``path`` when its validation score (mean gain told and blind) beats the
-    one saved there; whether it did.  Training can overshoot (a bad step, a noisy batch):
-    the network exported is the best validated one."""
-    score = scores["val_gain_db"] + scores["val_blind_gain_db"]
+def keep_best(
+    path: Path, net: ArtifactNet, step: int, scores: dict[str, float], blind: bool = True
+) -> bool:
+    """Save ``net`` to ``path`` when its validation score (mean gain told, plus blind where
+    ``blind`` mode is trained) beats the one saved there; whether it did.  Training can
+    overshoot (a bad step, a noisy batch): the network exported is the best validated one."""
+    score = scores["val_gain_db"] + (scores["val_blind_gain_db"] if blind else 0.0)
     if path.is_file() and torch.load(path, weights_only=True)["score"] >= score:
         return False
     torch.save({"net": net.state_dict(), "step": step, "score": score}, path.with_suffix(".tmp"))

@@ -1,7 +1,8 @@
 """Enhancement-network weights: export to safetensors and load back without pickle.
 
 Post-filter files hold the architecture (``config``, with the condition kind: HEVC QP or
-our codec's quality level), a ``model_id``, ``residual_scale``: a JSON list of
+our codec's quality level, and the size of the blind strength estimator, whose weights are
+the ``estimator.*`` tensors), a ``model_id``, ``residual_scale``: a JSON list of
 ``[value, scale]`` points, the factor applied to the predicted correction at each told QP
 or quality (interpolated between points, constant beyond them), and ``blind_scale``, the
 factor in blind mode.
@@ -23,7 +24,7 @@ from .model import ArtifactNet, FilterConfig
 from .restore import RestoreConfig, Restorer
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "hevc-artifacts-v2.safetensors"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "hevc-artifacts-v4.safetensors"
 #: The shipped filter of our own codec's decodes (``lcodec decode --enhance artifacts``).
 LCODEC_WEIGHTS = WEIGHTS_DIR / "lcodec-artifacts-v1.safetensors"
 FORMAT = "lcodec-postfilter-2"

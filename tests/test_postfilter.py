@@ -208,7 +208,9 @@ def test_cli_video_keeps_a_full_range_source_full_range(tmp_path, tiny_pf, capsy
     assert b"XCOLORRANGE=FULL" in out.read_bytes()[:100]
     with av.open(str(src)) as a, av.open(str(out)) as b:
         y_in, y_out = (planes(next(f.decode(video=0)))[0].astype(float) for f in (a, b))
-    assert y_in.min() < 5 and y_out.min() < 5 and y_out.max() > 250  # not squeezed to 16..235
+    assert y_in.min() < 5 and y_in.max() > 250
+    # not squeezed into 16..235 (the tiny random filter adds noise, so not exact either)
+    assert (y_out < 16).mean() > 0.03 and (y_out > 235).mean() > 0.03
 
 
 @pytest.mark.parametrize(

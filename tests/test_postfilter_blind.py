@@ -1,0 +1,117 @@
+"""The artefact filter's blind strength estimator, self-ensemble and grown networks."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from postfilter import DEFAULT_WEIGHTS, PostFilter
+from postfilter.estimator import GRID, WINDOW, StrengthEstimator, estimate_window
+from postfilter.model import ArtifactNet, FilterConfig
+from postfilter.train import grow_from
+from postfilter.train_estimator import main as train_estimator
+from postfilter.weights import export_weights, load_weights
+
+from .conftest import smooth_image
+
+
+def tiny_filter(path, estimator: int = 0, blocks: int = 2):
+    """A tiny filter with random (non-identity) weights, written to ``path``."""
+    torch.manual_seed(0)
+    net = ArtifactNet(FilterConfig(channels=8, blocks=blocks, estimator=estimator))
+    torch.nn.init.normal_(net.tail.weight, std=0.05)
+    export_weights(net, path, model_id="tiny")
+    return path
+
+
+def test_estimate_window_starts_on_the_grid():
+    x = torch.arange(2000 * 1500, dtype=torch.float32).reshape(1, 1, 2000, 1500)
+    win = estimate_window(x)
+    y0, x0 = (2000 - WINDOW) // 2 // GRID * GRID, (1500 - WINDOW) // 2 // GRID * GRID
+    assert torch.equal(win, x[..., y0 : y0 + WINDOW, x0 : x0 + WINDOW])
+    assert estimate_window(torch.rand(1, 3, 3, 5)).shape == (1, 3, 4, 4)  # padded, cut to 4s
+    assert StrengthEstimator(4)(estimate_window(torch.rand(2, 3, 30, 41))).shape == (2,)
+
+
+def test_blind_is_told_the_estimate(tmp_path):
+    pf = PostFilter(tiny_filter(tmp_path / "e.safetensors", estimator=4))
+    rgb = smooth_image(40, 54, seed=2)
+    qp = pf.estimate(rgb)
+    assert qp is not None and 22 <= qp <= 47
+    diff = pf(rgb).astype(int) - pf(rgb, qp).astype(int)
+    assert np.abs(diff).max() <= 1
+    assert PostFilter(tiny_filter(tmp_path / "n.safetensors")).estimate(rgb) is None
+
+
+def test_ensemble_is_flip_equivariant(tmp_path):
+    pf = PostFilter(tiny_filter(tmp_path / "f.safetensors"))
+    rgb = smooth_image(38, 52, seed=4)
+    for ensemble, axes in ((2, (1,)), (4, (0, 1))):  # left-right flips; and upside down
+        out = pf(rgb, 37.0, ensemble=ensemble)
+        for axis in axes:
+            back = np.flip(
+                pf(np.ascontiguousarray(np.flip(rgb, axis)), 37.0, ensemble=ensemble), axis
+            )
+            assert np.abs(back.astype(int) - out.astype(int)).max() <= 1
+    out = pf(rgb, 37.0)
+    assert not np.array_equal(pf(rgb, 37.0, ensemble=1), out)
+    tiled = pf(rgb, 37.0, tile=16)
+    assert np.abs(tiled.astype(int) - out.astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="ensemble"):
+        pf(rgb, 37.0, ensemble=3)
+
+
+def test_grown_filter_starts_as_the_small_one(tmp_path):
+    small = tiny_filter(tmp_path / "s.safetensors", blocks=1)
+    net = ArtifactNet(FilterConfig(channels=8, blocks=3))
+    grow_from(net, small)
+    src, _ = load_weights(small)
+    x, cond = torch.rand(1, 3, 16, 20), torch.tensor([[0.2, 1.0]])
+    assert torch.allclose(net(x, cond), src(x, cond))
+    assert net.body[2].conv1.weight.any()  # the new blocks can learn
+    with pytest.raises(SystemExit):
+        grow_from(ArtifactNet(FilterConfig(channels=8, blocks=0)), small)
+
+
+def test_estimator_training_resumes_and_attaches(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    orig = np.stack([smooth_image(32, 32, seed=i) for i in range(6)])
+    qp = np.array([22, 27, 32, 37, 42, 47], np.float32)
+    noise = rng.normal(size=orig.shape) * (qp[:, None, None, None] - 20) / 3
+    dec = np.clip(orig + noise, 0, 255).astype(np.uint8)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for split in ("train", "val"):
+        np.savez(cache / f"{split}.npz", orig=orig, dec=dec, qp=qp)
+    export = tmp_path / "with-estimator.safetensors"
+    args = [tiny_filter(tmp_path / "f.safetensors"), "--cache", cache, "--out", tmp_path / "run"]
+    args += ["--channels", "4", "--batch", "2", "--patch", "16", "--log-every", "1"]
+    args += ["--val-every", "2", "--ckpt-every", "2", "--export", export]
+    assert train_estimator([str(a) for a in [*args, "--steps", "2"]]) == 0
+    assert train_estimator([str(a) for a in [*args, "--steps", "3"]]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    net, meta = load_weights(export)
+    assert net.config.estimator == 4 and meta["model_id"] == "tiny"
+    assert 0 <= meta["blind_scale"] <= 1
+    with open(export.with_name("with-estimator.estimator_log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows if r["val_mae"]] == ["2"]
+    assert PostFilter(export).estimate(dec[0]) is not None
+
+
+def test_shipped_filter_pixels_do_not_depend_on_threads():
+    pf = PostFilter(DEFAULT_WEIGHTS)
+    rgb = smooth_image(120, 90, seed=7)
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs += [pf(rgb, 37.0), pf(rgb)]
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(outs[0], outs[2]) and np.array_equal(outs[1], outs[3])
+    assert pf.estimate(rgb) is not None  # the shipped filter reads the QP in blind mode
