@@ -16,7 +16,6 @@ resumes from it; ``<out>/log.csv`` logs training and validation PSNR.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from .restore import RestoreConfig, Restorer
 from .train import (
     add_run_arguments,
     budget_step,
+    log_beside,
     open_log,
     resume,
     save_checkpoint,
@@ -222,10 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     net = train(args)
     if args.export:
         export_restorer(net, args.export, args.model_id or args.export.stem)
-        shutil.copyfile(
-            args.out / "log.csv", args.export.with_name(args.export.stem + ".train_log.csv")
-        )
-        print(f"exported {args.export}")
+        log_beside(args.out, args.export)
     return 0
 
 

@@ -477,6 +477,13 @@ def write_row(log: csv.DictWriter, f, row: dict, step: int, elapsed: float, lr: 
     print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
 
+def log_beside(run: Path, export: Path, kind: str = "train") -> None:
+    """Copy the run's ``log.csv`` beside the exported weights ``export``, as
+    ``<stem>.<kind>_log.csv``, and say the export is done."""
+    shutil.copyfile(run / "log.csv", export.with_name(f"{export.stem}.{kind}_log.csv"))
+    print(f"exported {export}")
+
+
 def cosine_lr(base: float, progress: float) -> float:
     """Cosine decay from ``base`` at progress 0 to 2% of it at progress 1."""
     return base * max(0.02, 0.5 * (1 + math.cos(math.pi * progress)))
@@ -491,9 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"residual scale per {told}:", ", ".join(f"{q:.1f}: {v:.1f}" for q, v in scale))
         print(f"blind residual scale: {blind:.1f}")
         export_weights(net, args.export, args.model_id, scale, blind)
-        log_copy = args.export.with_name(args.export.stem + ".train_log.csv")
-        shutil.copyfile(args.out / "log.csv", log_copy)
-        print(f"exported {args.export}")
+        log_beside(args.out, args.export)
     return 0
 
 

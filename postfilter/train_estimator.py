@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from .train import (
     budget_step,
     calibrate_scale,
     filter_residuals,
+    log_beside,
     open_log,
     pair_gains,
     resume,
@@ -221,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         scale, blind = calibrate_scale(net, data.load(args.cache, "val"), args.max_loss_db)
         print(f"blind residual scale (told the estimate): {blind:.1f}")
         export_weights(net, args.export, meta["model_id"], scale, blind)
-        shutil.copyfile(
-            args.out / "log.csv", args.export.with_name(args.export.stem + ".estimator_log.csv")
-        )
-        print(f"exported {args.export}")
+        log_beside(args.out, args.export, "estimator")
     return 0
 
 
