@@ -138,15 +138,16 @@ def filter_loss(
     return (((out - org) ** 2).mean(dim=(1, 2, 3)) / per_in).mean()
 
 
-def validation_row(net: ArtifactNet, est: Estimator, val: dict) -> dict[str, str]:
-    """The log's validation columns: estimate errors, and for ``--objective filter`` the
-    blind filter's mean and worst PSNR change on the held-out pairs."""
+def validation_row(est: Estimator, val: dict, filtered: ArtifactNet | None) -> dict[str, str]:
+    """The log's validation columns: estimate errors, and for ``--objective filter`` (the
+    ``filtered`` network, :func:`attach`) the blind filter's mean and worst PSNR change on
+    the held-out pairs."""
     est.eval()
-    errors = np.abs(validation_errors(est, val, net.config.condition))
+    errors = np.abs(validation_errors(est, val, est.config.condition))
     row = {"val_mae": f"{errors.mean():.3f}", "val_max_error": f"{errors.max():.3f}"}
-    if net.estimator is not None:  # the filter objective's network, told the estimate
-        net.estimator.load_state_dict(est.state_dict())
-        gains = pair_gains(val, filter_residuals(net, val, blind=True))
+    if filtered is not None:
+        filtered.estimator.load_state_dict(est.state_dict())
+        gains = pair_gains(val, filter_residuals(filtered, val, blind=True))
         row["val_blind_gain_db"] = f"{gains.mean():.4f}"
         row["val_blind_worst_db"] = f"{gains.min():.4f}"
     est.train()
@@ -166,8 +167,9 @@ def train(args: argparse.Namespace, net: ArtifactNet) -> Estimator:
     if not step and args.init:
         est.load_state_dict(torch.load(args.init, weights_only=True)["net"])
         print(f"initialised from {args.init}")
+    filtered = None  # the filter told the estimate (the filter objective)
     if args.objective == "filter":
-        net = attach(net, est).to(memory_format=torch.channels_last).requires_grad_(False)
+        filtered = attach(net, est).to(memory_format=torch.channels_last).requires_grad_(False)
     rng = np.random.default_rng(args.seed + step)
     kind = CONDITIONS[condition]
     f, log = open_log(args.out / "log.csv", LOG_FIELDS)
@@ -179,8 +181,8 @@ def train(args: argparse.Namespace, net: ArtifactNet) -> Estimator:
             dec = dec.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 guess = est(dec)
-            if args.objective == "filter":
-                loss = filter_loss(net, guess, dec, org)
+            if filtered is not None:
+                loss = filter_loss(filtered, guess, dec, org)
             else:
                 loss = F.mse_loss(guess, kind.normalize(qp))
             opt.zero_grad()
@@ -191,7 +193,7 @@ def train(args: argparse.Namespace, net: ArtifactNet) -> Estimator:
             if step % args.log_every == 0:
                 row["loss"], total = f"{total / args.log_every:.4f}", 0.0
             if step % args.val_every == 0:
-                row |= validation_row(net, est, val)
+                row |= validation_row(est, val, filtered)
             write_row(log, f, row, step, elapsed, lr)
             if step % args.ckpt_every == 0:
                 save_checkpoint(ckpt_path, est, opt, step, time.monotonic() - start)
@@ -202,11 +204,13 @@ def train(args: argparse.Namespace, net: ArtifactNet) -> Estimator:
     return est
 
 
-def attach(net: ArtifactNet, est: StrengthEstimator) -> ArtifactNet:
-    """``net`` with ``est`` as its blind strength estimator (a new network; weights copied)."""
-    config = dataclasses.replace(net.config, estimator=est.features[0].out_channels)
+def attach(net: ArtifactNet, est: Estimator) -> ArtifactNet:
+    """``net`` with ``est`` as its blind strength estimator, in place of any it had (a new
+    network; weights copied)."""
+    config = dataclasses.replace(net.config, estimator=est.config.channels)
     out = ArtifactNet(config)
-    out.load_state_dict(net.state_dict(), strict=False)
+    trunk = {k: v for k, v in net.state_dict().items() if not k.startswith("estimator.")}
+    out.load_state_dict(trunk, strict=False)
     assert out.estimator is not None
     out.estimator.load_state_dict(est.state_dict())
     return out.eval()

@@ -115,3 +115,19 @@ def test_shipped_filter_pixels_do_not_depend_on_threads():
         torch.set_num_threads(threads)
     assert np.array_equal(outs[0], outs[2]) and np.array_equal(outs[1], outs[3])
     assert pf.estimate(rgb) is not None  # the shipped filter reads the QP in blind mode
+
+
+def test_estimator_of_a_filter_that_has_one_is_replaced(tmp_path):
+    orig = np.stack([smooth_image(32, 32, seed=i) for i in range(2)])
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for split in ("train", "val"):
+        np.savez(cache / f"{split}.npz", orig=orig, dec=orig, qp=np.array([22, 47], np.float32))
+    export = tmp_path / "new.safetensors"
+    args = [tiny_filter(tmp_path / "f.safetensors", estimator=4), "--cache", cache]
+    args += ["--out", tmp_path / "run", "--channels", "2", "--batch", "2", "--patch", "16"]
+    for objective in ("qp", "filter"):
+        run = [*args, "--objective", objective, "--val-every", "1", "--export", export]
+        assert train_estimator([str(a) for a in [*run, "--steps", "1"]]) == 0
+        assert load_weights(export)[0].config.estimator == 2
+        (tmp_path / "run" / "ckpt.pt").unlink()
