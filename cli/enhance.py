@@ -210,10 +210,10 @@ def _enhance(args: argparse.Namespace) -> str:
     if is_video:
         n = _enhance_video(pf, src, dst, settings, progress=not args.quiet)
         return f"{dst}: {n} frames enhanced with {pf.model_id} ({how})"
-    rgb = _rgb(_read_image(src))
-    if args.qp is None and (estimate := pf.estimate(rgb)) is not None:
-        how = f"blind, QP estimated at {estimate:.1f}"
-    out = Image.fromarray(pf(rgb, *settings))
+    restored, told = pf.restore(_rgb(_read_image(src)), *settings)
+    if args.qp is None and told is not None:
+        how = f"blind, QP estimated at {told:.1f}"
+    out = Image.fromarray(restored)
     fmt = Image.registered_extensions()[out_ext]
     write_atomic(dst, lambda tmp: out.save(tmp, format=fmt))
     return f"{dst}: enhanced with {pf.model_id} ({how})"

@@ -89,8 +89,7 @@ def filter_dtype() -> torch.dtype:
 
 def fast_precision() -> contextlib.AbstractContextManager:
     """Autocast to :func:`filter_dtype` (a no-op where that is float32)."""
-    dtype = filter_dtype()
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=filter_dtype() == torch.bfloat16)
 
 
 class PostFilter:
@@ -121,13 +120,10 @@ class PostFilter:
     def estimate(self, rgb: np.ndarray) -> float | None:
         """The QP (or quality level) blind mode reads off ``rgb`` (HxWx3 uint8), or None
         for a filter without a strength estimator."""
-        if self.net.estimator is None:
-            return None
+        x = pad_to(rgb_tensor(rgb_array(rgb)), 2)
         with fast_precision():
-            value = self.net.blind_conditions(rgb_tensor(rgb_array(rgb)))[0, 0]
-        return float(CONDITIONS[self.condition].denormalize(value))
+            return self._estimated(self.net.blind_conditions(x))
 
-    @torch.no_grad()
     def __call__(
         self,
         rgb: np.ndarray,
@@ -139,6 +135,18 @@ class PostFilter:
         the quality level for a filter of our codec's decodes; clamped to the trained range),
         or blind when ``qp`` is None; the correction is the mean over ``ensemble`` flips of
         the picture (1, 2 or 4)."""
+        return self.restore(rgb, qp, tile, ensemble)[0]
+
+    @torch.no_grad()
+    def restore(
+        self,
+        rgb: np.ndarray,
+        qp: float | None = None,
+        tile: int = DEFAULT_TILE,
+        ensemble: int = DEFAULT_ENSEMBLE,
+    ) -> tuple[np.ndarray, float | None]:
+        """What :meth:`__call__` returns, and the value the filter was told: ``qp`` clamped,
+        blind mode's estimate, or None (blind, without a strength estimator)."""
         rgb = rgb_array(rgb)
         if tile < 16 or tile % 2:
             raise ValueError(f"tile size must be even and at least 16, got {tile}")
@@ -149,9 +157,10 @@ class PostFilter:
         with fast_precision():
             if qp is None:
                 cond = self.net.blind_conditions(x)
+                told = self._estimated(cond)
             else:
                 kind = CONDITIONS[self.condition]
-                qp = min(max(qp, kind.low), kind.high)
+                told = qp = min(max(qp, kind.low), kind.high)
                 cond = qp_conditions(torch.tensor([qp]), kind=self.condition)
             res = torch.empty_like(x)
             for (rows, cols), (in_rows, in_cols), (out_rows, out_cols) in tile_windows(
@@ -159,7 +168,13 @@ class PostFilter:
             ):
                 part = self._residual(x[..., rows, cols], cond, ensemble)
                 res[..., out_rows, out_cols] = part[..., in_rows, in_cols]
-        return rgb_uint8((x + self.residual_scale(qp) * res)[..., :h, :w])
+        return rgb_uint8((x + self.residual_scale(qp) * res)[..., :h, :w]), told
+
+    def _estimated(self, cond: torch.Tensor) -> float | None:
+        """The value blind conditioning rows tell the filter, or None without an estimator."""
+        if self.net.estimator is None:
+            return None
+        return float(CONDITIONS[self.condition].denormalize(cond[0, 0]))
 
     def _residual(self, x: torch.Tensor, cond: torch.Tensor, ensemble: int) -> torch.Tensor:
         """The network's correction of ``x`` (sides even, so that flips keep the 2x2 pixel

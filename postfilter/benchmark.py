@@ -65,10 +65,10 @@ def measure(pf: PostFilter, ref: Image.Image, dec: np.ndarray, told: float, ense
     told ``told`` and blind, the value blind mode estimated (None without an estimator), and
     the filter's times."""
     after, t_told = _timed(pf, dec, told, DEFAULT_TILE, ensemble)
-    blind, t_blind = _timed(pf, dec, None, DEFAULT_TILE, ensemble)
+    (blind, estimated), t_blind = _timed(pf.restore, dec, None, DEFAULT_TILE, ensemble)
     base = psnr(ref, dec)
     return {
-        "estimated": pf.estimate(dec),
+        "estimated": estimated,
         "psnr": base,
         "psnr_told": psnr(ref, after),
         "psnr_blind": psnr(ref, blind),
