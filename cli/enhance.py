@@ -204,7 +204,7 @@ def _enhance(args: argparse.Namespace) -> str:
 
     from postfilter import filter_for
 
-    pf = filter_for("qp", args.weights)
+    pf = filter_for("qp", args.weights, video=is_video)
     how = "blind" if args.qp is None else f"at QP {args.qp:g}"
     settings = (args.qp, args.tile, args.ensemble)
     if is_video:

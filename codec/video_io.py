@@ -49,7 +49,7 @@ def to_yuv420(rgb: np.ndarray, full_range: bool = False) -> av.VideoFrame:
 
 #: BT.601 RGB -> (Y, Cb, Cr) rows for full-range values; limited range scales Y by 219/255
 #: and Cb, Cr by 224/255 (the offsets cancel in a change).
-_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 
 
 def is_full_range(frame: av.VideoFrame) -> bool:
@@ -68,7 +68,7 @@ def add_rgb_change(
     and double rounding of every pixel (0.2 dB Y-PSNR at QP 37, more than a filter gains).
     """
     scale = np.array([1.0, 1.0, 1.0]) if full_range else np.array([219, 224, 224]) / 255
-    delta = (after.astype(np.float64) - before) @ (_YCBCR * scale[:, None]).T
+    delta = (after.astype(np.float64) - before) @ (YCBCR * scale[:, None]).T
     h, w = delta.shape[:2]
     even = np.pad(delta[..., 1:], ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     chroma = even.reshape(even.shape[0] // 2, 2, even.shape[1] // 2, 2, 2).mean(axis=(1, 3))

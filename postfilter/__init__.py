@@ -2,7 +2,8 @@
 
 ``enhance(image, qp=None)`` restores an HEVC/HEIC decode with the shipped post-filter
 (``DEFAULT_WEIGHTS``); without ``qp`` the filter's strength estimator reads the QP off the
-picture (blind mode).  ``decode_enhanced(data)`` decodes an ``.lcf`` file and
+picture (blind mode); videos get the filter of 4:2:0 video decodes (``VIDEO_WEIGHTS``,
+``filter_for("qp", video=True)``).  ``decode_enhanced(data)`` decodes an ``.lcf`` file and
 restores it with the filter of our codec's decodes (``weights/lcodec-artifacts-v1``), told
 the file's quality level.  ``denoise(image, sigma=None)``,
 ``super_resolve(image, scale)`` and ``deblur(image, blur_sigma, sigma=0.0)`` run the
@@ -12,12 +13,19 @@ restoration networks (``weights/<task>-v1.safetensors``, :mod:`postfilter.restor
 
 from .api import PostFilter, decode_enhanced, enhance, filter_for, load_filter
 from .restore_api import RestoreRunner, deblur, denoise, load_runner, super_resolve
-from .weights import DEFAULT_WEIGHTS, LCODEC_WEIGHTS, RESTORE_WEIGHTS, PostFilterError
+from .weights import (
+    DEFAULT_WEIGHTS,
+    LCODEC_WEIGHTS,
+    RESTORE_WEIGHTS,
+    VIDEO_WEIGHTS,
+    PostFilterError,
+)
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "LCODEC_WEIGHTS",
     "RESTORE_WEIGHTS",
+    "VIDEO_WEIGHTS",
     "PostFilter",
     "PostFilterError",
     "RestoreRunner",

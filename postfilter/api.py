@@ -21,7 +21,13 @@ from PIL import Image
 from evaluation.metrics import rgb_array
 
 from .model import CONDITIONS, qp_conditions
-from .weights import DEFAULT_WEIGHTS, LCODEC_WEIGHTS, PostFilterError, load_weights
+from .weights import (
+    DEFAULT_WEIGHTS,
+    LCODEC_WEIGHTS,
+    VIDEO_WEIGHTS,
+    PostFilterError,
+    load_weights,
+)
 
 if TYPE_CHECKING:
     from bitstream import Header
@@ -190,11 +196,15 @@ def load_filter(weights: str | None = None) -> PostFilter:
     return PostFilter(weights)
 
 
-def filter_for(condition: str, weights: Path | str | None = None) -> PostFilter:
-    """The post-filter of ``weights`` (default: the shipped one of ``condition``), loaded once;
-    :class:`PostFilterError` unless it is told that kind of value (``"qp"``: HEVC decodes,
-    ``"quality"``: our codec's)."""
-    path = str(FILTER_WEIGHTS[condition] if weights is None else weights)
+def filter_for(
+    condition: str, weights: Path | str | None = None, *, video: bool = False
+) -> PostFilter:
+    """The post-filter of ``weights`` (default: the shipped one of ``condition``, the video
+    one for HEVC ``video``), loaded once; :class:`PostFilterError` unless it is told that
+    kind of value (``"qp"``: HEVC decodes, ``"quality"``: our codec's)."""
+    if weights is None:
+        weights = VIDEO_WEIGHTS if video and condition == "qp" else FILTER_WEIGHTS[condition]
+    path = str(weights)
     pf = load_filter(path)
     if pf.condition != condition:
         have, want = CONDITIONS[pf.condition].meaning, CONDITIONS[condition].meaning

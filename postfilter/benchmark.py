@@ -8,7 +8,8 @@ Every Kodak image is coded at every ``--qualities`` with the RD suite's HEIC anc
 PSNR-RGB before and after, mean and worst per-image change; BD-rate and BD-PSNR of HEIC +
 filter against HEIC alone; the filter's wall time per image on ``--threads`` threads.
 ``--video`` codes a y4m sequence with libx265 at ``--video-qp`` (in the source's YUV range,
-flagged so) and reports the Y-PSNR before and after the filter, of the frames as ``lcodec
+flagged so) and reports the Y-PSNR before and after the video filter (``--video-weights``,
+default: the shipped one, as ``lcodec enhance`` picks for videos), of the frames as ``lcodec
 enhance clip.mp4 -o out.y4m`` writes them (the decoded planes plus the filter's change,
 :func:`codec.video_io.add_rgb_change`), and frames per second.
 """
@@ -185,6 +186,7 @@ def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path, ensemble: i
             res[mode].append(_y_psnr(ref, _y(written)))
     mean = {k: float(np.mean(v)) for k, v in res.items()}
     return {
+        "model_id": pf.model_id,
         "sequence": y4m.name,
         "size": [w, h],
         "frames": len(frames),
@@ -205,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--qualities", default=",".join(map(str, QUALITIES)), help="HEIC qualities")
     p.add_argument("--video", type=Path, help="also benchmark this .y4m sequence")
     p.add_argument("--video-qp", type=int, default=37)
+    p.add_argument("--video-weights", type=Path, help="video filter (default: shipped)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     p.add_argument(
         "--ensemble",
@@ -231,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         **summarize(rows, qualities),
     }
     if args.video:
-        result["video"] = video_benchmark(pf, args.video, args.video_qp, args.cache, args.ensemble)
+        pf_video = filter_for("qp", args.video_weights, video=True)
+        result["video"] = video_benchmark(
+            pf_video, args.video, args.video_qp, args.cache, args.ensemble
+        )
     result["per_image"] = rows
     write_text_atomic(args.output, json.dumps(result, indent=1) + "\n")
     print(format_table(result))
@@ -243,7 +249,8 @@ def format_table(result: dict) -> str:
     if "video" in result:
         v = result["video"]
         lines.append(
-            f"{v['sequence']} QP{v['qp']}: Y-PSNR {v['y_psnr']['before']:.2f} dB, "
+            f"{v['sequence']} QP{v['qp']} ({v['model_id']}): "
+            f"Y-PSNR {v['y_psnr']['before']:.2f} dB, "
             f"{v['gain_told_db']:+.3f} told, {v['gain_blind_db']:+.3f} blind, "
             f"{v['fps_told']:.1f} fps"
         )

@@ -7,7 +7,8 @@ Each crop of a randomly rescaled photo is coded as its own HEIC picture at a ran
 ``val_every``-th photo (sorted by name) is held out for validation, coded at fixed qualities.
 Clips are coded in segments of ``SEGMENT`` frames (4:2:0, libx265 at a random QP 22..47, so
 mostly P and B frames) and random crops of their frames join the training pairs, labelled
-with the segment's QP.
+with the segment's QP; with ``clip_holdout`` n, every n-th clip (sorted by name) validates
+instead, ``CROPS_PER_SEGMENT`` crops of one segment per QP of ``VAL_CLIP_QPS``.
 Our codec's pairs: each crop is coded and decoded by the shipped codec at a random quality
 level 1..8; the held-out photos' crops at every quality.  Kodak pictures are refused.
 The pairs are cached as ``train.npz`` and ``val.npz`` (uint8 ``orig`` and ``dec`` arrays
@@ -30,7 +31,13 @@ from . import heic
 
 VAL_QUALITIES = (0, 10, 20, 30, 40, 50)
 VAL_CROPS = 2  # crops per held-out photo, each coded at every validation quality
+#: Film grain and sensor noise (std in 8-bit levels) added to a share of the photo crops
+#: (``grain_share``): the training photos were downscaled, which removed theirs, and a filter
+#: that never saw grain survive the coding removes it as if it were an artefact.
+GRAIN_SIGMA = (1.0, 5.0)
+VAL_GRAIN_SIGMA = 3.0
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+VAL_CLIP_QPS = (22, 27, 32, 37, 42, 47)
 SEGMENT = 8  # frames per coded clip segment
 CROPS_PER_SEGMENT = 4
 MAX_CLIP_FRAMES = 300  # the segments start among a clip's first frames
@@ -76,6 +83,17 @@ def _random_crop(img: Image.Image, crop: int, rng: np.random.Generator) -> Image
     return img.crop((x, y, x + crop, y + crop))
 
 
+def add_grain(img: Image.Image, sigma: float, rng: np.random.Generator) -> Image.Image:
+    """``img`` plus Gaussian noise of std ``sigma``, each channel's own, correlated between
+    neighbouring pixels as a scan's grain is (a [1, 2, 1] blur, rescaled to std ``sigma``)."""
+    noise = rng.standard_normal((img.height + 2, img.width + 2, 3))
+    taps = np.array([1.0, 2.0, 1.0]) / np.sqrt(6.0)  # unit gain in power
+    noise = sum(t * noise[i : i + img.height] for i, t in enumerate(taps))
+    noise = sum(t * noise[:, i : i + img.width] for i, t in enumerate(taps))
+    out = np.asarray(img, np.float64) + sigma * noise
+    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+
+
 def _pair(crop: Image.Image, quality: int, chroma: str) -> Pair:
     dec = heic.decode(heic.encode(crop, quality, chroma))
     return np.asarray(crop), np.asarray(dec), heic.quality_to_qp(quality)
@@ -106,9 +124,15 @@ def _photo_pairs(
 
 
 def _clip_pairs(
-    path: Path, count: int, crop: int, rng: np.random.Generator, workdir: Path
+    path: Path,
+    count: int,
+    crop: int,
+    rng: np.random.Generator,
+    workdir: Path,
+    qps: tuple[int, ...] | None = None,
 ) -> list[Pair]:
-    """``count`` random crops of frames of the clip ``path`` and of their libx265 decodes.
+    """``count`` random crops of frames of the clip ``path`` and of their libx265 decodes,
+    the segments coded at random QPs 22..47, or ``count`` crops at each QP of ``qps``.
 
     The frames are first brought to limited-range BT.601 ``yuv420p`` (what the encoder
     codes, and how an HEVC decode is converted back to RGB), so that both sides of a pair
@@ -118,27 +142,45 @@ def _clip_pairs(
 
     from codec.video_io import to_rgb, to_yuv420
 
-    from . import x265
-
     with av.open(str(path)) as inp:
         frames = [to_yuv420(to_rgb(f)) for f in islice(inp.decode(video=0), MAX_CLIP_FRAMES)]
-    h, w = frames[0].height, frames[0].width
-    if len(frames) < SEGMENT or min(h, w) < crop:
+    if len(frames) < SEGMENT or min(frames[0].height, frames[0].width) < crop:
         return []
+    if qps is None:
+        return _segment_pairs(frames, count, crop, rng, workdir)
+    return [p for qp in qps for p in _segment_pairs(frames, count, crop, rng, workdir, qp)]
+
+
+def _segment_pairs(
+    frames: list,
+    count: int,
+    crop: int,
+    rng: np.random.Generator,
+    workdir: Path,
+    qp: int | None = None,
+) -> list[Pair]:
+    """``count`` crops (``CROPS_PER_SEGMENT`` per segment) of the frames of random
+    ``SEGMENT``-frame segments of ``frames`` coded by libx265 at ``qp``, or each segment at
+    a random QP 22..47."""
+    from codec.video_io import to_rgb
+
+    from . import x265
+
+    h, w = frames[0].height, frames[0].width
     pairs = []
     coded = workdir / "segment.mp4"
     while len(pairs) < count:
         start = int(rng.integers(0, len(frames) - SEGMENT + 1))
-        qp = int(rng.integers(22, 48))
+        segment_qp = int(rng.integers(22, 48)) if qp is None else qp
         segment = frames[start : start + SEGMENT]
-        x265.encode(segment, qp, coded)
+        x265.encode(segment, segment_qp, coded)
         decoded = x265.decode(coded)
         for i in rng.choice(np.arange(1, SEGMENT), CROPS_PER_SEGMENT, replace=False):
             y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
             box = (slice(y, y + crop), slice(x, x + crop))
             orig = to_rgb(segment[i], full_range=False)[box]
             dec = to_rgb(decoded[i], full_range=False)[box]
-            pairs.append((orig, dec, float(qp)))
+            pairs.append((orig, dec, float(segment_qp)))
     coded.unlink(missing_ok=True)
     return pairs[:count]
 
@@ -173,9 +215,16 @@ def build(
     seed: int = 0,
     clips: Path | None = None,
     crops_per_clip: int = 24,
+    clip_holdout: int = 0,
+    grain_share: float = 0.0,
 ) -> None:
     """Write the training and validation pairs into ``cache`` unless they are there already
-    (the photos' HEIC pairs, plus ``crops_per_clip`` video pairs per clip in ``clips``)."""
+    (the photos' HEIC pairs, ``share_420`` of them 4:2:0, and the held-out photos' pairs in
+    4:2:0 too when that is most of them; plus ``crops_per_clip`` video pairs per clip in
+    ``clips``, and with ``clip_holdout`` n, ``CROPS_PER_SEGMENT`` pairs per QP of every n-th
+    clip for validation).  ``grain_share`` of the photo crops get grain (:func:`add_grain`,
+    std uniform in ``GRAIN_SIGMA``), and with any, every held-out crop also validates with
+    grain of std ``VAL_GRAIN_SIGMA``."""
     cache = Path(cache)
     stamp = {
         "photos": str(photos),
@@ -187,6 +236,8 @@ def build(
         "clips": None if clips is None else str(clips),
         "crops_per_clip": crops_per_clip,
     }
+    # absent unless set, so that caches made before they existed still match
+    stamp |= {k: v for k, v in (("clip_holdout", clip_holdout), ("grain", grain_share)) if v}
     if _is_built(cache, stamp):
         return
     cache.mkdir(parents=True, exist_ok=True)
@@ -194,10 +245,16 @@ def build(
 
     def train_pair(img: Image.Image) -> Pair:
         chroma = "420" if rng.random() < share_420 else "444"
-        return _pair(_random_crop(img, crop, rng), int(rng.integers(0, 51)), chroma)
+        c = _random_crop(img, crop, rng)
+        if grain_share and rng.random() < grain_share:
+            c = add_grain(c, rng.uniform(*GRAIN_SIGMA), rng)
+        return _pair(c, int(rng.integers(0, 51)), chroma)
+
+    val_chroma = "420" if share_420 > 0.5 else "444"
 
     def val_pairs(c: Image.Image) -> list[Pair]:
-        return [_pair(c, q, "444") for q in VAL_QUALITIES]
+        crops = [c, add_grain(c, VAL_GRAIN_SIGMA, rng)] if grain_share else [c]
+        return [_pair(v, q, val_chroma) for v in crops for q in VAL_QUALITIES]
 
     paths = training_photos(photos, val_every)
     train, val = _photo_pairs(
@@ -209,8 +266,11 @@ def build(
 
         suffixes = VIDEO_SUFFIXES - {RAW_SUFFIX}  # raw .yuv needs a size and rate given
         clip_paths = sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in suffixes)
-        for path in tqdm(clip_paths, desc="coding x265 clip pairs"):
-            train += _clip_pairs(path, crops_per_clip, crop, rng, cache)
+        for i, path in enumerate(tqdm(clip_paths, desc="coding x265 clip pairs")):
+            if clip_holdout and _held_out(i, clip_holdout):
+                val += _clip_pairs(path, CROPS_PER_SEGMENT, crop, rng, cache, VAL_CLIP_QPS)
+            else:
+                train += _clip_pairs(path, crops_per_clip, crop, rng, cache)
     _write(cache, train, val, stamp)
 
 

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.video_io import YCBCR
 from evaluation.metrics import psnr
 
 from . import data
@@ -50,6 +51,11 @@ from .model import CONDITIONS, ArtifactNet, FilterConfig, qp_conditions
 from .weights import export_weights
 
 MIN_MSE = (2 / 255) ** 2  # floor of a patch's decode MSE in the relative loss
+#: ``--loss relative-yuv``: the error's BT.601 Y, Cb and Cr, weighted 6:1:1 (the combined
+#: YUV PSNR of video coding), for filters of video decodes, which are judged on Y-PSNR.
+YUV_ROWS = torch.tensor(YCBCR, dtype=torch.float32)
+YUV_WEIGHTS = torch.tensor([6.0, 1.0, 1.0]) / 8
+LUMA = YCBCR[0]
 BASE_LOG_FIELDS = [
     "step",
     "elapsed_s",
@@ -130,9 +136,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="step budget (whichever budget ends first)")
     p.add_argument(
         "--loss",
-        choices=["relative", "mse"],
+        choices=["relative", "relative-yuv", "mse"],
         default="relative",
-        help="relative: each patch's MSE divided by its decode's (every QP counts alike)",
+        help="relative: each patch's MSE divided by its decode's (every QP counts alike); "
+        "relative-yuv: the same on Y, Cb, Cr weighted 6:1:1, validated on Y-PSNR (video)",
+    )
+    p.add_argument(
+        "--share-420", type=float, default=0.2, help="hevc: share of HEIC pairs coded 4:2:0"
+    )
+    p.add_argument(
+        "--grain-share",
+        type=float,
+        default=0.0,
+        help="hevc: share of photo crops given film grain before coding (postfilter.data)",
+    )
+    p.add_argument(
+        "--clip-holdout", type=int, default=0, help="hevc: every n-th clip validates (0: none)"
     )
     p.add_argument(
         "--qp-jitter",
@@ -238,6 +257,27 @@ def grow_from(net: ArtifactNet, path: Path) -> None:
     assert all(k.startswith("body.") for k in missing), missing
 
 
+def patch_mse(diff: torch.Tensor, yuv: bool = False) -> torch.Tensor:
+    """Each patch's mean squared ``diff`` (N x 3 x H x W RGB), or with ``yuv`` that of its
+    Y, Cb, Cr weighted 6:1:1."""
+    if not yuv:
+        return (diff**2).mean(dim=(1, 2, 3))
+    power = (torch.einsum("cd,ndhw->nchw", YUV_ROWS, diff) ** 2).mean(dim=(2, 3))
+    return power @ YUV_WEIGHTS
+
+
+def validation_metric(loss: str):
+    """How validation scores a filter trained with ``loss``: PSNR of the luma for the YUV
+    loss (video), of RGB otherwise."""
+    return luma_psnr if loss == "relative-yuv" else psnr
+
+
+def luma_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of the BT.601 luma of two HxWx3 uint8 pictures (peak 255, full range)."""
+    d = (a.astype(np.float64) - b) @ LUMA
+    return float(10 * np.log10(255.0**2 / max(np.mean(d * d), 1e-10)))
+
+
 @torch.no_grad()
 def filter_residuals(net: ArtifactNet, val: dict, blind: bool) -> list[torch.Tensor]:
     """The predicted corrections of the validation pairs, told the QP (or quality) or blind,
@@ -251,8 +291,11 @@ def filter_residuals(net: ArtifactNet, val: dict, blind: bool) -> list[torch.Ten
     return out
 
 
-def pair_gains(val: dict, residuals: list[torch.Tensor], scale: float | np.ndarray = 1.0):
-    """PSNR change of every validation pair when ``scale`` times its residual is added."""
+def pair_gains(
+    val: dict, residuals: list[torch.Tensor], scale: float | np.ndarray = 1.0, metric=psnr
+) -> np.ndarray:
+    """``metric`` (a PSNR) change of every validation pair when ``scale`` times its residual
+    is added."""
     scale = np.broadcast_to(np.asarray(scale, np.float32), val["qp"].shape)
     gains = []
     for k, res in enumerate(residuals):
@@ -260,16 +303,16 @@ def pair_gains(val: dict, residuals: list[torch.Tensor], scale: float | np.ndarr
         s = torch.from_numpy(np.ascontiguousarray(scale[i : i + 16])).view(-1, 1, 1, 1)
         out = to_uint8(to_tensor(val["dec"][i : i + 16]) + s * res)
         for o, d, ref in zip(out, val["dec"][i : i + 16], val["orig"][i : i + 16], strict=True):
-            gains.append(psnr(ref, o) - psnr(ref, d))
+            gains.append(metric(ref, o) - metric(ref, d))
     return np.array(gains)
 
 
 @torch.no_grad()
-def validate(net: ArtifactNet, val: dict) -> dict[str, float]:
+def validate(net: ArtifactNet, val: dict, metric=psnr) -> dict[str, float]:
     """Mean and worst PSNR gain on the validation pairs, told the QP (or quality) and blind;
     told at QP 37 and 22 (and blind at 37) for HEVC, told at each quality level for ours."""
-    told = pair_gains(val, filter_residuals(net, val, blind=False))
-    blind = pair_gains(val, filter_residuals(net, val, blind=True))
+    told = pair_gains(val, filter_residuals(net, val, blind=False), metric=metric)
+    blind = pair_gains(val, filter_residuals(net, val, blind=True), metric=metric)
     values = np.round(val["qp"])
     out = {
         "val_gain_db": float(told.mean()),
@@ -291,14 +334,14 @@ SCALES = np.linspace(0.1, 1, 10)
 
 @torch.no_grad()
 def calibrate_scale(
-    net: ArtifactNet, val: dict, max_loss_db: float
+    net: ArtifactNet, val: dict, max_loss_db: float, metric=psnr
 ) -> tuple[list[tuple[float, float]], float]:
     """Residual scales in 0..1 (step 0.1) with the best mean gain among those where no
     validation crop loses more than ``max_loss_db``: one per validation QP or quality level
     (told mode) and one for blind mode (all of them)."""
     res_told, res_blind = (filter_residuals(net, val, blind=b) for b in (False, True))
-    told = {s: pair_gains(val, res_told, s) for s in SCALES}
-    blind = {s: pair_gains(val, res_blind, s) for s in SCALES}
+    told = {s: pair_gains(val, res_told, s, metric) for s in SCALES}
+    blind = {s: pair_gains(val, res_blind, s, metric) for s in SCALES}
 
     def best(gains: dict[float, np.ndarray], sel: np.ndarray) -> float:
         ok = [(g[sel].mean(), s) for s, g in gains.items() if g[sel].min() >= -max_loss_db]
@@ -316,8 +359,17 @@ def train(args: argparse.Namespace) -> ArtifactNet:
     if args.source == "lcodec":
         data.build_lcodec(*common, seed=args.seed, codec_weights=args.codec_weights)
     else:
-        data.build(*common, seed=args.seed, clips=args.clips, crops_per_clip=args.crops_per_clip)
+        data.build(
+            *common,
+            share_420=args.share_420,
+            seed=args.seed,
+            clips=args.clips,
+            crops_per_clip=args.crops_per_clip,
+            clip_holdout=args.clip_holdout,
+            grain_share=args.grain_share,
+        )
     pairs, val = data.load(args.cache, "train"), data.load(args.cache, "val")
+    metric = validation_metric(args.loss)
     config = FilterConfig(channels=args.channels, blocks=args.blocks, condition=source.condition)
     net = ArtifactNet(config)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
@@ -337,7 +389,8 @@ def train(args: argparse.Namespace) -> ArtifactNet:
     f, log = open_log(log_path, source.log_fields)
     with f:
         if new_log:
-            write_row(log, f, {k: f"{v:.4f}" for k, v in validate(net, val).items()}, 0, 0, 0)
+            first = validate(net, val, metric)
+            write_row(log, f, {k: f"{v:.4f}" for k, v in first.items()}, 0, 0, 0)
         start = time.monotonic() - elapsed
         sums = np.zeros(2)
         while (now := budget_step(args, opt, start, step)) is not None:
@@ -350,10 +403,10 @@ def train(args: argparse.Namespace) -> ArtifactNet:
                 out = net(dec, cond)
             mse, mse_in = F.mse_loss(out.float(), org), F.mse_loss(dec, org)
             loss = mse
-            if args.loss == "relative":  # weights keep the MSE's scale, for Adam's sake
-                per_in = ((dec - org) ** 2).mean(dim=(1, 2, 3)).clamp_min(MIN_MSE)
-                per_out = ((out.float() - org) ** 2).mean(dim=(1, 2, 3))
-                loss = (per_out * (per_in.mean() / per_in)).mean()
+            if args.loss != "mse":  # weights keep the MSE's scale, for Adam's sake
+                yuv = args.loss == "relative-yuv"
+                per_in = patch_mse(dec - org, yuv).clamp_min(MIN_MSE)
+                loss = (patch_mse(out.float() - org, yuv) * (per_in.mean() / per_in)).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -370,7 +423,7 @@ def train(args: argparse.Namespace) -> ArtifactNet:
                 sums[:] = 0
             if step % args.val_every == 0:
                 net.eval()
-                scores = validate(net, val)
+                scores = validate(net, val, metric)
                 row |= {k: f"{v:.4f}" for k, v in scores.items()}
                 keep_best(best_path, net, step, scores, args.blind_share > 0)
                 net.train()
@@ -379,7 +432,7 @@ def train(args: argparse.Namespace) -> ArtifactNet:
                 save_checkpoint(ckpt_path, net, opt, step, time.monotonic() - start)
         elapsed = time.monotonic() - start
         net.eval()
-        scores = validate(net, val)
+        scores = validate(net, val, metric)
         final = {k: f"{v:.4f}" for k, v in scores.items()}
         log.writerow({"step": step, "elapsed_s": f"{elapsed:.1f}", "lr": "", **final})
         print("final", final, flush=True)
@@ -493,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     net = train(args)
     if args.export:
-        scale, blind = calibrate_scale(net, data.load(args.cache, "val"), args.max_loss_db)
+        val = data.load(args.cache, "val")
+        scale, blind = calibrate_scale(net, val, args.max_loss_db, validation_metric(args.loss))
         told = {"qp": "QP", "quality": "quality level"}[net.config.condition]
         print(f"residual scale per {told}:", ", ".join(f"{q:.1f}: {v:.1f}" for q, v in scale))
         print(f"blind residual scale: {blind:.1f}")

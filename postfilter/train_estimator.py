@@ -44,10 +44,12 @@ from .train import (
     log_beside,
     open_log,
     pair_gains,
+    patch_mse,
     resume,
     sample_batch,
     save_checkpoint,
     to_tensor,
+    validation_metric,
     write_row,
 )
 from .weights import export_weights, load_weights
@@ -103,6 +105,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="qp",
         help="learn the QP, or the filter's loss when told the estimate (default: %(default)s)",
     )
+    p.add_argument(
+        "--loss",
+        choices=["relative", "relative-yuv"],
+        default="relative",
+        help="the filter objective's loss and the validation metric, as the filter was "
+        "trained (relative-yuv: Y-PSNR, for video filters)",
+    )
     p.add_argument("--init", type=Path, help="start from this estimator checkpoint (ckpt.pt)")
     p.add_argument("--minutes", type=float, default=20.0, help="training time budget")
     p.add_argument("--steps", type=int, help="step budget (whichever budget ends first)")
@@ -127,27 +136,34 @@ def validation_errors(est: StrengthEstimator, val: dict, condition: str) -> np.n
 
 
 def filter_loss(
-    net: ArtifactNet, guess: torch.Tensor, dec: torch.Tensor, org: torch.Tensor
+    net: ArtifactNet,
+    guess: torch.Tensor,
+    dec: torch.Tensor,
+    org: torch.Tensor,
+    yuv: bool = False,
 ) -> torch.Tensor:
-    """The filter's training loss (each patch's MSE over its decode's) when it is told the
-    normalised estimates ``guess`` (N,), clamped as blind mode clamps them."""
+    """The filter's training loss (each patch's MSE over its decode's, on RGB or with
+    ``yuv`` on weighted Y, Cb, Cr) when it is told the normalised estimates ``guess`` (N,),
+    clamped as blind mode clamps them."""
     value = guess.clamp(-1, 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = net(dec, torch.stack([value, torch.ones_like(value)], dim=1)).float()
-    per_in = ((dec - org) ** 2).mean(dim=(1, 2, 3)).clamp_min(MIN_MSE)
-    return (((out - org) ** 2).mean(dim=(1, 2, 3)) / per_in).mean()
+    per_in = patch_mse(dec - org, yuv).clamp_min(MIN_MSE)
+    return (patch_mse(out - org, yuv) / per_in).mean()
 
 
-def validation_row(est: Estimator, val: dict, filtered: ArtifactNet | None) -> dict[str, str]:
+def validation_row(
+    est: Estimator, val: dict, filtered: ArtifactNet | None, metric
+) -> dict[str, str]:
     """The log's validation columns: estimate errors, and for ``--objective filter`` (the
-    ``filtered`` network, :func:`attach`) the blind filter's mean and worst PSNR change on
+    ``filtered`` network, :func:`attach`) the blind filter's mean and worst ``metric`` change on
     the held-out pairs."""
     est.eval()
     errors = np.abs(validation_errors(est, val, est.config.condition))
     row = {"val_mae": f"{errors.mean():.3f}", "val_max_error": f"{errors.max():.3f}"}
     if filtered is not None:
         filtered.estimator.load_state_dict(est.state_dict())
-        gains = pair_gains(val, filter_residuals(filtered, val, blind=True))
+        gains = pair_gains(val, filter_residuals(filtered, val, blind=True), metric=metric)
         row["val_blind_gain_db"] = f"{gains.mean():.4f}"
         row["val_blind_worst_db"] = f"{gains.min():.4f}"
     est.train()
@@ -182,7 +198,7 @@ def train(args: argparse.Namespace, net: ArtifactNet) -> Estimator:
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 guess = est(dec)
             if filtered is not None:
-                loss = filter_loss(filtered, guess, dec, org)
+                loss = filter_loss(filtered, guess, dec, org, args.loss == "relative-yuv")
             else:
                 loss = F.mse_loss(guess, kind.normalize(qp))
             opt.zero_grad()
@@ -193,7 +209,7 @@ def train(args: argparse.Namespace, net: ArtifactNet) -> Estimator:
             if step % args.log_every == 0:
                 row["loss"], total = f"{total / args.log_every:.4f}", 0.0
             if step % args.val_every == 0:
-                row |= validation_row(est, val, filtered)
+                row |= validation_row(est, val, filtered, validation_metric(args.loss))
             write_row(log, f, row, step, elapsed, lr)
             if step % args.ckpt_every == 0:
                 save_checkpoint(ckpt_path, est, opt, step, time.monotonic() - start)
@@ -222,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     est = train(args, net)
     if args.export:
         net = attach(net, est)
-        scale, blind = calibrate_scale(net, data.load(args.cache, "val"), args.max_loss_db)
+        val = data.load(args.cache, "val")
+        scale, blind = calibrate_scale(net, val, args.max_loss_db, validation_metric(args.loss))
         print(f"blind residual scale (told the estimate): {blind:.1f}")
         export_weights(net, args.export, meta["model_id"], scale, blind)
         log_beside(args.out, args.export, "estimator")

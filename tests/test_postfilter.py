@@ -13,10 +13,10 @@ from PIL import Image
 
 from cli import enhance as enhance_cli
 from evaluation.metrics import psnr
-from postfilter import DEFAULT_WEIGHTS, PostFilter, data, enhance, heic
+from postfilter import DEFAULT_WEIGHTS, PostFilter, data, enhance, filter_for, heic
 from postfilter.model import ArtifactNet, FilterConfig
 from postfilter.restore import RestoreConfig, Restorer
-from postfilter.train import calibrate_scale, init_from_restorer, open_log
+from postfilter.train import calibrate_scale, init_from_restorer, luma_psnr, open_log, patch_mse
 from postfilter.train import main as train
 from postfilter.weights import export_restorer, export_weights, load_weights
 
@@ -126,6 +126,48 @@ def test_training_with_clips_resumes_and_exports(tmp_path, capsys):
     assert 0 <= meta["blind_scale"] <= 1
     with open(export.with_name("pf.train_log.csv")) as f:
         assert any(row["step"] == "4" for row in csv.DictReader(f))
+
+
+def test_video_training_holds_out_a_clip_and_validates_luma(tmp_path, capsys):
+    photos, clips = write_photos(tmp_path / "photos", 2, 64, 72), tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a", "b"):
+        write_clip(clips / f"{name}.mp4", frames=10)
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    args = [photos, "--clips", clips, "--cache", cache, "--out", run_dir, "--clip-holdout", "2"]
+    args += ["--share-420", "1", "--loss", "relative-yuv", "--crops-per-image", "1"]
+    args += ["--crops-per-clip", "4", "--crop", "32", "--holdout-every", "2", "--channels", "8"]
+    args += ["--blocks", "1", "--batch", "2", "--patch", "16", "--val-every", "2", "--no-bf16"]
+    assert train([str(a) for a in [*args, "--steps", "2"]]) == 0
+    assert len(data.load(cache, "train")["qp"]) == 1 + 4  # clip "b" validates
+    val = data.load(cache, "val")
+    n_photo = 2 * len(data.VAL_QUALITIES)
+    assert list(val["qp"][n_photo:]) == [q for q in data.VAL_CLIP_QPS for _ in range(4)]
+    rows = list(csv.DictReader((run_dir / "log.csv").open()))
+    assert rows[-1]["step"] == "2" and rows[-1]["val_gain_qp37_db"]
+
+
+def test_grain_doubles_the_validation_crops(tmp_path):
+    photos, cache = write_photos(tmp_path / "photos", 2, 64, 72), tmp_path / "cache"
+    data.build(photos, cache, crops_per_image=2, crop=32, val_every=2, grain_share=1.0)
+    clean = tmp_path / "clean"
+    data.build(photos, clean, crops_per_image=2, crop=32, val_every=2)
+    val, val_clean = data.load(cache, "val"), data.load(clean, "val")
+    assert len(val["qp"]) == 2 * len(val_clean["qp"])  # each crop clean and with grain
+    k = len(data.VAL_QUALITIES)  # per crop: k clean pairs, then k with grain
+    grain = val["orig"][k : 2 * k].astype(float) - val["orig"][:k]
+    assert 2.5 < grain.std() < 3.5  # VAL_GRAIN_SIGMA
+
+
+def test_yuv_loss_weighs_luma_and_luma_psnr_ignores_chroma():
+    grey = torch.full((1, 3, 4, 4), 0.1)
+    assert patch_mse(grey).item() == pytest.approx(0.01)
+    assert patch_mse(grey, yuv=True).item() == pytest.approx(0.75 * 0.01)  # Y only, weight 6/8
+    a = np.full((8, 8, 3), 100, np.uint8)
+    b = a.copy()
+    b[..., 0] += 2  # red up, green down by about what keeps the luma
+    b[..., 1] -= 1
+    assert luma_psnr(a, b) > psnr(a, b) + 10
 
 
 def test_resumed_log_keeps_its_columns(tmp_path):
@@ -249,6 +291,17 @@ def test_shipped_weights_improve_heic_decode():
     base = psnr(ref, dec)
     assert psnr(ref, pf(dec, heic.quality_to_qp(20))) > base + 0.1
     assert psnr(ref, pf(dec)) > base + 0.05
+
+
+def test_shipped_video_filter_improves_a_420_decode():
+    """The held-out crop coded 4:2:0 at QP 37, scored on luma as the video benchmark is."""
+    pf = filter_for("qp", video=True)
+    assert pf.model_id == "hevc-video-v1"
+    ref = np.asarray(Image.open(DATA / "postfilter_wiki_003_crop.png").convert("RGB"))
+    dec = np.asarray(heic.decode(heic.encode(Image.fromarray(ref), 20, "420")))
+    base = luma_psnr(ref, dec)
+    assert luma_psnr(ref, pf(dec, heic.quality_to_qp(20))) > base + 0.1
+    assert luma_psnr(ref, pf(dec)) > base + 0.02
 
 
 def test_shipped_lcodec_filter_improves_our_decode():

@@ -126,8 +126,9 @@ def test_estimator_of_a_filter_that_has_one_is_replaced(tmp_path):
     export = tmp_path / "new.safetensors"
     args = [tiny_filter(tmp_path / "f.safetensors", estimator=4), "--cache", cache]
     args += ["--out", tmp_path / "run", "--channels", "2", "--batch", "2", "--patch", "16"]
-    for objective in ("qp", "filter"):
-        run = [*args, "--objective", objective, "--val-every", "1", "--export", export]
+    for objective, loss in (("qp", "relative"), ("filter", "relative"), ("filter", "relative-yuv")):
+        run = [*args, "--objective", objective, "--loss", loss, "--val-every", "1"]
+        run += ["--export", export]
         assert train_estimator([str(a) for a in [*run, "--steps", "1"]]) == 0
         assert load_weights(export)[0].config.estimator == 2
         (tmp_path / "run" / "ckpt.pt").unlink()
