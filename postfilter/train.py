@@ -266,6 +266,22 @@ def patch_mse(diff: torch.Tensor, yuv: bool = False) -> torch.Tensor:
     return power @ YUV_WEIGHTS
 
 
+def relative_mse(
+    out: torch.Tensor,
+    dec: torch.Tensor,
+    org: torch.Tensor,
+    yuv: bool = False,
+    keep_scale: bool = False,
+) -> torch.Tensor:
+    """The relative loss: the mean over patches of each one's :func:`patch_mse` of ``out``
+    divided by its decode's (floored at ``MIN_MSE``), so that every QP counts alike; with
+    ``keep_scale`` times the decodes' mean, which keeps an MSE's scale, for Adam's sake."""
+    per_in = patch_mse(dec - org, yuv).clamp_min(MIN_MSE)
+    if keep_scale:
+        return (patch_mse(out - org, yuv) * (per_in.mean() / per_in)).mean()
+    return (patch_mse(out - org, yuv) / per_in).mean()
+
+
 def validation_metric(loss: str):
     """How validation scores a filter trained with ``loss``: PSNR of the luma for the YUV
     loss (video), of RGB otherwise."""
@@ -403,10 +419,9 @@ def train(args: argparse.Namespace) -> ArtifactNet:
                 out = net(dec, cond)
             mse, mse_in = F.mse_loss(out.float(), org), F.mse_loss(dec, org)
             loss = mse
-            if args.loss != "mse":  # weights keep the MSE's scale, for Adam's sake
+            if args.loss != "mse":
                 yuv = args.loss == "relative-yuv"
-                per_in = patch_mse(dec - org, yuv).clamp_min(MIN_MSE)
-                loss = (patch_mse(out.float() - org, yuv) * (per_in.mean() / per_in)).mean()
+                loss = relative_mse(out.float(), dec, org, yuv, keep_scale=True)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -36,7 +36,6 @@ from . import data
 from .estimator import StrengthEstimator
 from .model import CONDITIONS, ArtifactNet
 from .train import (
-    MIN_MSE,
     add_run_arguments,
     budget_step,
     calibrate_scale,
@@ -44,7 +43,7 @@ from .train import (
     log_beside,
     open_log,
     pair_gains,
-    patch_mse,
+    relative_mse,
     resume,
     sample_batch,
     save_checkpoint,
@@ -142,14 +141,13 @@ def filter_loss(
     org: torch.Tensor,
     yuv: bool = False,
 ) -> torch.Tensor:
-    """The filter's training loss (each patch's MSE over its decode's, on RGB or with
+    """The filter's relative loss (:func:`postfilter.train.relative_mse`, on RGB or with
     ``yuv`` on weighted Y, Cb, Cr) when it is told the normalised estimates ``guess`` (N,),
     clamped as blind mode clamps them."""
     value = guess.clamp(-1, 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = net(dec, torch.stack([value, torch.ones_like(value)], dim=1)).float()
-    per_in = patch_mse(dec - org, yuv).clamp_min(MIN_MSE)
-    return (patch_mse(out - org, yuv) / per_in).mean()
+    return relative_mse(out, dec, org, yuv)
 
 
 def validation_row(
