@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from codec.video_io import YCBCR
 from evaluation.metrics import psnr
@@ -126,6 +127,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=128, help="training patch side (multiple of 4)")
     p.add_argument("--lr", type=float, default=2.5e-4)
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="validate, keep and export an exponential moving average of the weights with "
+        "this decay per step (e.g. 0.999; 0: the weights themselves)",
+    )
     p.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
@@ -400,12 +408,14 @@ def train(args: argparse.Namespace) -> ArtifactNet:
         grow_from(net, args.grow_from)
         print(f"grown from {args.grow_from}")
     net = net.to(memory_format=torch.channels_last)  # about 1.6x faster steps on the CPU
+    ema = moving_average(net, args.ema, ckpt_path)
+    kept = net if ema is None else ema.module  # the network validated, kept and exported
     rng = np.random.default_rng(args.seed + step)
     new_log = not log_path.is_file()
     f, log = open_log(log_path, source.log_fields)
     with f:
         if new_log:
-            first = validate(net, val, metric)
+            first = validate(kept, val, metric)
             write_row(log, f, {k: f"{v:.4f}" for k, v in first.items()}, 0, 0, 0)
         start = time.monotonic() - elapsed
         sums = np.zeros(2)
@@ -425,6 +435,8 @@ def train(args: argparse.Namespace) -> ArtifactNet:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(net)
             step += 1
             gain = 10 * math.log10(mse_in.item() / max(mse.item(), 1e-12))
             sums += (mse.item(), gain)
@@ -437,26 +449,40 @@ def train(args: argparse.Namespace) -> ArtifactNet:
                 }
                 sums[:] = 0
             if step % args.val_every == 0:
-                net.eval()
-                scores = validate(net, val, metric)
+                kept.eval()
+                scores = validate(kept, val, metric)
                 row |= {k: f"{v:.4f}" for k, v in scores.items()}
-                keep_best(best_path, net, step, scores, args.blind_share > 0)
-                net.train()
+                keep_best(best_path, kept, step, scores, args.blind_share > 0)
+                kept.train()
             write_row(log, f, row, step, elapsed, lr)
             if step % args.ckpt_every == 0:
-                save_checkpoint(ckpt_path, net, opt, step, time.monotonic() - start)
+                save_checkpoint(ckpt_path, net, opt, step, time.monotonic() - start, ema)
         elapsed = time.monotonic() - start
-        net.eval()
-        scores = validate(net, val, metric)
+        kept.eval()
+        scores = validate(kept, val, metric)
         final = {k: f"{v:.4f}" for k, v in scores.items()}
         log.writerow({"step": step, "elapsed_s": f"{elapsed:.1f}", "lr": "", **final})
         print("final", final, flush=True)
-    save_checkpoint(ckpt_path, net, opt, step, elapsed)
-    if not keep_best(best_path, net, step, scores, args.blind_share > 0):
+    save_checkpoint(ckpt_path, net, opt, step, elapsed, ema)
+    if not keep_best(best_path, kept, step, scores, args.blind_share > 0):
         best = torch.load(best_path, weights_only=True)
-        net.load_state_dict(best["net"])
+        kept.load_state_dict(best["net"])
         print(f"best validation at step {best['step']}: exporting that network", flush=True)
-    return net
+    return kept
+
+
+def moving_average(net: ArtifactNet, decay: float, ckpt_path: Path) -> AveragedModel | None:
+    """An exponential moving average of ``net``'s weights (``decay`` per step), resumed from
+    the checkpoint at ``ckpt_path`` when it holds one; None for ``decay`` 0.  The average
+    of a noisy run's last few thousand steps validates better than its last step."""
+    if not decay:
+        return None
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, weights_only=True).get("ema")
+        if state is not None:
+            ema.load_state_dict(state)
+    return ema
 
 
 def keep_best(
@@ -488,16 +514,20 @@ def resume(path: Path, net, opt) -> tuple[int, float]:
     return int(ckpt["step"]), float(ckpt["elapsed"])
 
 
-def save_checkpoint(path: Path, net, opt, step: int, elapsed: float, **extra) -> None:
-    """Write the network, optimiser, progress and ``extra`` entries to ``path``, atomically."""
+def save_checkpoint(
+    path: Path, net, opt, step: int, elapsed: float, ema: AveragedModel | None = None
+) -> None:
+    """Write the network, optimiser, progress and moving average (if any) to ``path``,
+    atomically."""
     state = {
         "net": net.state_dict(),
         "opt": opt.state_dict(),
         "step": step,
         "elapsed": elapsed,
         "config": net.config.to_dict(),
-        **extra,
     }
+    if ema is not None:
+        state["ema"] = ema.state_dict()
     torch.save(state, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
 

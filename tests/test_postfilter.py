@@ -16,7 +16,15 @@ from evaluation.metrics import psnr
 from postfilter import DEFAULT_WEIGHTS, PostFilter, data, enhance, filter_for, heic
 from postfilter.model import ArtifactNet, FilterConfig
 from postfilter.restore import RestoreConfig, Restorer
-from postfilter.train import calibrate_scale, init_from_restorer, luma_psnr, open_log, patch_mse
+from postfilter.train import (
+    calibrate_scale,
+    init_from_restorer,
+    luma_psnr,
+    moving_average,
+    open_log,
+    patch_mse,
+    save_checkpoint,
+)
 from postfilter.train import main as train
 from postfilter.weights import export_restorer, export_weights, load_weights
 
@@ -112,7 +120,7 @@ def test_training_with_clips_resumes_and_exports(tmp_path, capsys):
     args += ["--crops-per-image", "1", "--crops-per-clip", "4", "--crop", "32"]
     args += ["--holdout-every", "2", "--channels", "8", "--blocks", "1", "--batch", "2"]
     args += ["--patch", "16", "--log-every", "2", "--val-every", "2", "--ckpt-every", "2"]
-    args += ["--init", tmp_path / "dn.st", "--no-bf16", "--export", export]
+    args += ["--init", tmp_path / "dn.st", "--no-bf16", "--export", export, "--ema", "0.9"]
     assert train([str(a) for a in [*args, "--steps", "2"]]) == 0
     assert "initialised from" in capsys.readouterr().out
     pairs = data.load(tmp_path / "cache", "train")
@@ -121,11 +129,28 @@ def test_training_with_clips_resumes_and_exports(tmp_path, capsys):
     assert len(data.load(tmp_path / "cache", "val")["qp"]) == 2 * len(data.VAL_QUALITIES)
     assert train([str(a) for a in [*args, "--steps", "4"]]) == 0
     assert "resumed from" in capsys.readouterr().out
+    assert torch.load(run_dir / "ckpt.pt", weights_only=True)["ema"]["n_averaged"] == 4
     net, meta = load_weights(export)
     assert net.config == FilterConfig(channels=8, blocks=1)
     assert 0 <= meta["blind_scale"] <= 1
     with open(export.with_name("pf.train_log.csv")) as f:
         assert any(row["step"] == "4" for row in csv.DictReader(f))
+
+
+def test_moving_average_averages_and_resumes(tmp_path):
+    net = ArtifactNet(FilterConfig(channels=8, blocks=1))
+    opt = torch.optim.Adam(net.parameters())
+    ema = moving_average(net, 0.75, tmp_path / "none.pt")
+    ema.update_parameters(net)  # the first update copies the weights
+    before = net.tail.weight.detach().clone()
+    with torch.no_grad():
+        net.tail.weight.add_(1.0)
+    ema.update_parameters(net)
+    assert torch.allclose(ema.module.tail.weight, before + 0.25)
+    save_checkpoint(tmp_path / "ckpt.pt", net, opt, 2, 1.0, ema)
+    again = moving_average(ArtifactNet(net.config), 0.75, tmp_path / "ckpt.pt")
+    assert torch.equal(again.module.tail.weight, ema.module.tail.weight)
+    assert moving_average(net, 0.0, tmp_path / "ckpt.pt") is None
 
 
 def test_video_training_holds_out_a_clip_and_validates_luma(tmp_path, capsys):
