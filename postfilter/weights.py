@@ -24,7 +24,7 @@ from .model import ArtifactNet, FilterConfig
 from .restore import RestoreConfig, Restorer
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "hevc-artifacts-v5.safetensors"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "hevc-artifacts-v6.safetensors"
 #: The shipped filter of HEVC video decodes (4:2:0 P/B frames, trained for Y-PSNR).
 VIDEO_WEIGHTS = WEIGHTS_DIR / "hevc-video-v1.safetensors"
 #: The shipped filter of our own codec's decodes (``lcodec decode --enhance artifacts``).

@@ -14,6 +14,7 @@ from PIL import Image
 from cli import enhance as enhance_cli
 from evaluation.metrics import psnr
 from postfilter import DEFAULT_WEIGHTS, PostFilter, data, enhance, filter_for, heic
+from postfilter.calibrate import main as calibrate
 from postfilter.model import ArtifactNet, FilterConfig
 from postfilter.restore import RestoreConfig, Restorer
 from postfilter.train import (
@@ -151,6 +152,20 @@ def test_moving_average_averages_and_resumes(tmp_path):
     again = moving_average(ArtifactNet(net.config), 0.75, tmp_path / "ckpt.pt")
     assert torch.equal(again.module.tail.weight, ema.module.tail.weight)
     assert moving_average(net, 0.0, tmp_path / "ckpt.pt") is None
+
+
+def test_calibration_pools_the_caches_held_out_pairs(tmp_path, tiny_pf, capsys):
+    photos = write_photos(tmp_path / "photos", 2, 64, 72)
+    caches = [tmp_path / f"cache{seed}" for seed in (1, 2)]
+    for seed, cache in enumerate(caches, 1):
+        data.build(photos, cache, crops_per_image=1, crop=32, val_every=2, seed=seed)
+    out = tmp_path / "calibrated.safetensors"
+    assert calibrate([str(tiny_pf), "--cache", *map(str, caches), "-o", str(out)]) == 0
+    assert "blind residual scale" in capsys.readouterr().out
+    net, meta = load_weights(out)
+    qps, scales = meta["residual_scale"]
+    assert len(qps) == len(data.VAL_QUALITIES)  # both caches' QPs merged per quality
+    assert all(0 <= s <= 1 for s in scales) and meta["model_id"] == "tiny-pf"
 
 
 def test_video_training_holds_out_a_clip_and_validates_luma(tmp_path, capsys):
