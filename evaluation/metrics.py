@@ -33,10 +33,21 @@ def mse(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
     return float(np.mean(d * d))
 
 
+def _psnr_db(e: float) -> float:
+    """PSNR in dB of a mean squared error of 8-bit values (peak 255), capped at ``MAX_DB``."""
+    return MAX_DB if e == 0 else min(MAX_DB, 10 * math.log10(255.0**2 / e))
+
+
 def psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
     """PSNR in dB of 8-bit RGB (peak 255), capped at ``MAX_DB``."""
-    e = mse(a, b)
-    return MAX_DB if e == 0 else min(MAX_DB, 10 * math.log10(255.0**2 / e))
+    return _psnr_db(mse(a, b))
+
+
+def plane_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two same-shape arrays on the 8-bit scale (a Y plane, a luma; peak 255),
+    capped at ``MAX_DB``."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return _psnr_db(float(np.mean(d * d)))
 
 
 def ms_ssim(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float | None:

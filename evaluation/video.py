@@ -266,19 +266,13 @@ def parse_video_codecs(spec: str | Sequence[str]) -> list[str]:
     return expand_names(spec, GROUPS, known, kind="video codec")
 
 
-def _plane_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    d = a.astype(np.float64) - b.astype(np.float64)
-    mse = float(np.mean(d * d))
-    return metrics.MAX_DB if mse == 0 else min(metrics.MAX_DB, 10 * math.log10(255.0**2 / mse))
-
-
 def measure(seq: VideoSequence, decoded: list) -> dict:
     """Mean per-frame PSNR (RGB, Y, U, V, YUV 6:1:1) and MS-SSIM of decoded frames."""
     if len(decoded) != len(seq.rgb):
         raise EvaluationError(f"decoded {len(decoded)} frames of {len(seq.rgb)}")
     rows = []
     for src_rgb, src_planes, (rgb, yuv) in zip(seq.rgb, seq.planes, decoded, strict=True):
-        y, u, v = (_plane_psnr(a, b) for a, b in zip(src_planes, yuv, strict=True))
+        y, u, v = (metrics.plane_psnr(a, b) for a, b in zip(src_planes, yuv, strict=True))
         rows.append((metrics.psnr(src_rgb, rgb), y, u, v, metrics.ms_ssim(src_rgb, rgb)))
     cols = list(zip(*rows, strict=True))
     ssim = None if any(s is None for s in cols[4]) else math.fsum(cols[4]) / len(rows)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from codec.video_io import add_rgb_change, is_full_range, planes, to_rgb
 from evaluation.bd import bd_psnr, bd_rate
 from evaluation.files import write_text_atomic
-from evaluation.metrics import bpp, psnr
+from evaluation.metrics import bpp, plane_psnr, psnr
 
 from . import heic, x265
 from .api import DEFAULT_ENSEMBLE, DEFAULT_TILE, ENSEMBLES, PostFilter, filter_dtype, filter_for
@@ -157,10 +157,6 @@ def _y(frame) -> np.ndarray:
     return planes(frame)[0].astype(np.float64)
 
 
-def _y_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
-
-
 def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path, ensemble: int) -> dict:
     """Y-PSNR of ``y4m`` coded by libx265 at ``qp`` (preset medium), before/after the filter
     (self-ensemble of ``ensemble`` flips)."""
@@ -178,12 +174,12 @@ def video_benchmark(pf: PostFilter, y4m: Path, qp: int, cache: Path, ensemble: i
     for src, dec in zip(frames, x265.decode(coded), strict=True):
         full, ref = is_full_range(dec), _y(src)
         rgb = to_rgb(dec, full)
-        res["before"].append(_y_psnr(ref, _y(dec)))
+        res["before"].append(plane_psnr(ref, _y(dec)))
         told, t = _timed(pf, rgb, qp, DEFAULT_TILE, ensemble)
         elapsed += t
         for mode, out in (("told", told), ("blind", pf(rgb, None, DEFAULT_TILE, ensemble))):
             written = add_rgb_change(dec, rgb, out, full)  # what `lcodec enhance` writes
-            res[mode].append(_y_psnr(ref, _y(written)))
+            res[mode].append(plane_psnr(ref, _y(written)))
     mean = {k: float(np.mean(v)) for k, v in res.items()}
     return {
         "model_id": pf.model_id,

@@ -45,7 +45,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from codec.video_io import YCBCR
-from evaluation.metrics import psnr
+from evaluation.metrics import plane_psnr, psnr
 
 from . import data
 from .model import CONDITIONS, ArtifactNet, FilterConfig, qp_conditions
@@ -298,8 +298,7 @@ def validation_metric(loss: str):
 
 def luma_psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR of the BT.601 luma of two HxWx3 uint8 pictures (peak 255, full range)."""
-    d = (a.astype(np.float64) - b) @ LUMA
-    return float(10 * np.log10(255.0**2 / max(np.mean(d * d), 1e-10)))
+    return plane_psnr(a.astype(np.float64) @ LUMA, b.astype(np.float64) @ LUMA)
 
 
 @torch.no_grad()
