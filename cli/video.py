@@ -100,8 +100,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from codec.video import encode_video
     from codec.video_io import parse_fps, parse_size
 
-    if args.target_bpp is not None or args.downscale is not None:
-        raise CliError("--target-bpp and --downscale are for pictures, not video")
+    if args.target_bpp is not None or args.downscale is not None or args.refine:
+        raise CliError("--target-bpp, --downscale and --refine are for pictures, not video")
     if not is_lcv(args.output):
         raise CliError(f"video output must end in {LCV_SUFFIX}: {args.output}")
     gop = DEFAULT_GOP if args.gop is None else args.gop

@@ -56,9 +56,12 @@ def encode(
     quality: int | None = None,
     target_bpp: float | None = None,
     downscale: int | None = None,
+    refine: int = 0,
 ) -> bytes:
     """Encode with the shipped model; see :meth:`Codec.encode`."""
-    return _default().encode(image, quality=quality, target_bpp=target_bpp, downscale=downscale)
+    return _default().encode(
+        image, quality=quality, target_bpp=target_bpp, downscale=downscale, refine=refine
+    )
 
 
 def decode(data: bytes) -> Image.Image:

@@ -32,6 +32,7 @@ from .image import ImageError, Picture, to_picture, to_pil
 from .importance import importance_levels, mask_from_levels
 from .latent_coder import LatentCoder
 from .lowrate import TAG_UPSCALER, Upscaler
+from .refine import refine as refine_features
 from .zoo import LoadedWeights, load_weights
 
 LATENT_STRIDE = 16  # pixels per latent position
@@ -78,9 +79,14 @@ class Codec:
         quality: int | None = None,
         target_bpp: float | None = None,
         downscale: int | None = None,
+        refine: int = 0,
     ) -> bytes:
         """Code a picture at ``quality`` (1..qualities, default 4), or at the best
         quality whose file is at most ``target_bpp`` bits per pixel.
+
+        ``refine`` > 0 optimises the latent for that many gradient steps before coding
+        it (:mod:`codec.refine`): smaller files for the same quality, the encoder some
+        0.2 s per step and megapixel slower; decoding is unchanged.
 
         ``downscale`` 2 or 4 is the low-rate mode (:mod:`codec.lowrate`): the picture is
         coded at that fraction of its size and super-resolved when decoded.  Left at None,
@@ -94,13 +100,27 @@ class Codec:
             raise ImageError(f"image too large: {w}x{h} (at most {MAX_SIDE} per side)")
         if downscale is not None:
             downscale_flag(downscale)  # a bad factor fails before any work
-        analysed: dict[int, Tensor] = {}  # analysis features by downscale factor
+        if not isinstance(refine, (int, np.integer)) or refine < 0:
+            raise ValueError("refine must be a whole number of steps, 0 or more")
+        analysed: dict[int, tuple[np.ndarray, Tensor]] = {}  # picture coded, its features
 
         def encode_at(q: int, factor: int) -> bytes:
             if factor not in analysed:
                 coded = lowrate.downscale(pic.rgb, factor) if factor > 1 else pic.rgb
-                analysed[factor] = self._analyse(coded)
-            return self._encode_at(pic, analysed[factor], q, factor)
+                analysed[factor] = coded, self._analyse(coded)
+            coded, features = analysed[factor]
+            if refine:
+                x = torch.from_numpy(_pad(coded, self.net.ALIGN)).permute(2, 0, 1)[None]
+                features = refine_features(
+                    self.net,
+                    features,
+                    x.float() / 255,
+                    coded.shape[:2],
+                    q,
+                    int(refine),
+                    progress=self.progress,
+                )
+            return self._encode_at(pic, features, q, factor)
 
         if target_bpp is None:
             return encode_at(self._check_quality(4 if quality is None else quality), downscale or 1)
@@ -128,9 +148,7 @@ class Codec:
 
     def _analyse(self, rgb: np.ndarray) -> Tensor:
         """Analysis output for the padded picture, computed band by band."""
-        align = self.net.ALIGN
-        h, w = rgb.shape[:2]
-        rgb = np.pad(rgb, ((0, -h % align), (0, -w % align), (0, 0)), mode="edge")
+        rgb = _pad(rgb, self.net.ALIGN)
         parts = []
         bands = _bands(rgb.shape[0] // LATENT_STRIDE, BAND_ROWS)
         for r0, r1, c0, c1 in self._progress(bands, "analysis"):
@@ -228,6 +246,13 @@ class Codec:
     def _progress(self, bands: list, desc: str):
         """``bands`` wrapped in a progress bar when that is wanted and worth it."""
         return tqdm(bands, desc=desc, disable=not self.progress or len(bands) < 8)
+
+
+def _pad(rgb: np.ndarray, align: int) -> np.ndarray:
+    """``rgb`` (H, W, 3) padded at the bottom and right, by repeating its edge, to
+    multiples of ``align``."""
+    h, w = rgb.shape[:2]
+    return np.pad(rgb, ((0, -h % align), (0, -w % align), (0, 0)), mode="edge")
 
 
 def _bands(length: int, size: int) -> list[tuple[int, int, int, int]]:

@@ -10,13 +10,12 @@ log-scale, which select its quantized-Gaussian table when coding
 
 from __future__ import annotations
 
-import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from . import entropy_models as em
 from .layers import hyper_analysis, hyper_synthesis
-from .quantization import quantize
+from .quantization import quantize, straight_through_round
 
 
 class MeanScaleHyperprior(nn.Module):
@@ -44,8 +43,8 @@ class MeanScaleHyperprior(nn.Module):
         z = self.h_a(y)
         if self.training:
             z_hat, z_lik = self.z_density(z)
-        else:
-            z_hat = torch.round(z)
+        else:  # hard values; the gradient, if any is taken, passes straight through
+            z_hat = straight_through_round(z)
             z_lik = self.z_likelihood(z_hat)
         mean, log_scale = self.split_params(self.h_s(z_hat))
         y_hat = quantize(y, mean, mode, temperature)

@@ -121,9 +121,16 @@ class ImportanceCodec(MeanScaleHyperprior):
 
         ``mode`` selects the quantization proxy of :func:`codec.quantization.quantize`.
         """
-        y, p = self.analyse(x, quality)
+        return self.code_features(self.g_a(x), quality, mode, temperature)
+
+    def code_features(
+        self, features: Tensor, quality: Tensor, mode: str = "hard", temperature: float = 0.0
+    ) -> dict[str, Tensor]:
+        """:meth:`forward` from the analysis output ``features`` (what encoder-side
+        refinement, :mod:`codec.refine`, optimises)."""
+        y, p = self.apply_quality(features, quality)
+        batch = features.shape[0]
         y_hat, mean, y_bits, z_bits = self.hyperprior(y, mode, temperature)
-        batch = x.shape[0]
         if p is not None:
             mask = channel_mask(p, self.config.levels, self.config.m)
             y_hat = mean + mask * (y_hat - mean)
@@ -133,7 +140,7 @@ class ImportanceCodec(MeanScaleHyperprior):
             map_nats = -torch.gather(log_pmf, 1, levels.flatten(1))
             map_bits = map_nats.sum(1) / torch.log(torch.tensor(2.0))
         else:
-            map_bits = torch.zeros(batch, device=x.device)
+            map_bits = torch.zeros(batch, device=features.device)
         return {
             "x_hat": self.synthesize(y_hat, quality),
             "y_bits": y_bits.reshape(batch, -1).sum(1),

@@ -71,9 +71,9 @@ def read_checkpoint(path: Path) -> dict | None:
 
 
 class TrainState:
-    """The optimization state of a run: Adam on the main parameters (scheduled rate) and on
-    the density quantiles (1e-3), the step and the random states; checkpointed to ``path``
-    with the model and its config.
+    """The optimization state of a run: Adam on the trainable main parameters (scheduled
+    rate) and on the trainable density quantiles (1e-3), the step and the random states;
+    checkpointed to ``path`` with the model and its config.
 
     Resumes from ``ckpt`` when given, so make it once the model is built and on its device.
     """
@@ -87,14 +87,17 @@ class TrainState:
         ckpt: dict | None,
     ) -> None:
         self.model, self.rng, self.path = model, rng, path
-        aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-        self.main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        aux_params = [p for n, p in named if n.endswith("quantiles")]
+        self.main_params = [p for n, p in named if not n.endswith("quantiles")]
         self.opt = torch.optim.Adam(self.main_params, lr=lr)
-        self.aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+        # None when the densities are frozen (torch refuses an optimizer of nothing)
+        self.aux_opt = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
         self.step = 0
         if ckpt is not None:
             self.opt.load_state_dict(ckpt["opt"])
-            self.aux_opt.load_state_dict(ckpt["aux_opt"])
+            if self.aux_opt is not None:
+                self.aux_opt.load_state_dict(ckpt["aux_opt"])
             self.step = ckpt["step"]
             rng.setstate(ckpt["rng"])
             torch.set_rng_state(ckpt["torch_rng"])
@@ -109,10 +112,11 @@ class TrainState:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.main_params, 1.0)
         self.opt.step()
-        aux = self.model.aux_loss()
-        self.aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        self.aux_opt.step()
+        if self.aux_opt is not None:
+            aux = self.model.aux_loss()
+            self.aux_opt.zero_grad(set_to_none=True)
+            aux.backward()
+            self.aux_opt.step()
         self.step += 1
 
     def save(self) -> None:
@@ -121,7 +125,7 @@ class TrainState:
             "model": self.model.state_dict(),
             "config": self.model.config.to_dict(),
             "opt": self.opt.state_dict(),
-            "aux_opt": self.aux_opt.state_dict(),
+            "aux_opt": None if self.aux_opt is None else self.aux_opt.state_dict(),
             "step": self.step,
             "rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),

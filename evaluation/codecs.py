@@ -192,6 +192,7 @@ class Ours(ImageCodec):
 
     name = "ours"
     downscale = 1
+    refine = 0  # encoder-side refinement steps (codec.refine)
 
     def __init__(self) -> None:
         try:
@@ -213,10 +214,25 @@ class Ours(ImageCodec):
         return " ".join(ident) if any(ident) else None
 
     def encode(self, img: Image.Image, quality: int) -> bytes:
-        return self.model.encode(clean_rgb(img), quality, downscale=self.downscale)
+        return self.model.encode(
+            clean_rgb(img), quality, downscale=self.downscale, refine=self.refine
+        )
 
     def decode(self, data: bytes) -> Image.Image:
         return self.model.decode(data).convert("RGB")
+
+
+class OursRefined(Ours):
+    """Our codec with encoder-side refinement: the same decoder, slower encoding."""
+
+    name = "ours-refine"
+    refine = 50
+
+    @property
+    def settings(self) -> str | None:
+        from codec.refine import LEARNING_RATE, TILE
+
+        return f"{super().settings} refine={self.refine} lr={LEARNING_RATE} tile={TILE}"
 
 
 class OursDown2(Ours):
@@ -241,7 +257,9 @@ class OursDown4(OursDown2):
 ANCHORS: dict[str, type[ImageCodec]] = {
     c.name: c for c in (Jpeg, Jpeg444, WebP, Jpeg2000, Heic, Avif, JpegXL)
 }
-CODECS: dict[str, type[ImageCodec]] = {c.name: c for c in (Ours, OursDown2, OursDown4)} | ANCHORS
+CODECS: dict[str, type[ImageCodec]] = {
+    c.name: c for c in (Ours, OursRefined, OursDown2, OursDown4)
+} | ANCHORS
 GROUPS = {"all": list(CODECS), "anchors": list(ANCHORS)}
 
 

@@ -151,3 +151,21 @@ def test_huge_image_refused_before_decoding(tmp_path, tiny_weights, capsys, monk
     code, _, err = run(["--model", tiny_weights, "encode", png, "-o", out], capsys)
     _assert_clean_error(code, err, out)
     assert "too large" in err
+
+
+def test_encode_with_refine(tmp_path, png, tiny_weights, capsys):
+    a, b = tmp_path / "a.lcf", tmp_path / "b.lcf"
+    for out in (a, b):
+        code, _, _ = run(
+            ["--model", tiny_weights, "encode", png, "-o", out, "--refine", "2"], capsys
+        )
+        assert code == 0
+    assert a.read_bytes() == b.read_bytes()
+    dec = tmp_path / "a.png"
+    assert run(["--model", tiny_weights, "decode", a, "-o", dec], capsys)[0] == 0
+    out = tmp_path / "bad.lcf"
+    for steps in ("-1", "x"):
+        code, _, err = run(
+            ["--model", tiny_weights, "encode", png, "-o", out, "--refine", steps], capsys
+        )
+        _assert_clean_error(code, err, out)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import torch
 from PIL import Image
 
-from codec import Codec
+from codec import Codec, ImportanceCodec, ModelConfig
 from codec.train import main as train
+from codec.zoo import export_weights, load_model
 
 from .conftest import smooth_image, write_photos
 
@@ -56,3 +58,17 @@ def test_training_loss_falls_and_run_resumes(tmp_path):
     codec = Codec(run / "model.safetensors")
     img = Image.fromarray(smooth_image(64, 64))
     assert codec.decode(codec.encode(img, quality=2)).size == (64, 64)
+
+
+def test_encoder_only_training_leaves_the_decoder_alone(tmp_path):
+    data = write_photos(tmp_path / "photos", 3, 96, 128)
+    net = ImportanceCodec(ModelConfig(n=16, m=32, nz=16, nh=16, levels=8))
+    export_weights(net, tmp_path / "init.safetensors")
+    run = tmp_path / "run"
+    args = ["--out", str(run), "--init", str(tmp_path / "init.safetensors")]
+    args += ["--batch", "2", "--crop", "64", "--holdout", "1", "--threads", "1"]
+    train([str(data), *args, "--steps", "6", "--ckpt-every", "3", "--train-only", "encoder"])
+    trained = load_model(run / "model.safetensors").state_dict()
+    changed = {k for k, v in net.state_dict().items() if not torch.equal(v, trained[k])}
+    assert changed and all(k.startswith("g_a.") or k == "importance_offset" for k in changed)
+    assert any(k.startswith("g_a.") for k in changed)

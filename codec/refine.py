@@ -1,0 +1,116 @@
+"""Encoder-side latent refinement (Campos et al. 2019; Yang et al. 2020).
+
+The analysis transform is *amortised*: one network guesses, for any picture, the latent
+that minimises ``bpp + lambda * 255^2 * MSE``.  At encode time the guess can be improved
+by gradient descent on the analysis output itself, with every network frozen.  The file
+stays an ordinary lcodec file, decoded by the same model in the same time; only encoding
+is slower.  The gap it closes is large for a model trained as briefly as ours: 50 steps
+make the Kodak files 19-47% smaller (``ours-refine`` in ``results/kodak/bd.txt``).
+
+The cost optimised is the training loss, evaluated with hard values forward (rounding
+with a straight-through gradient, for ``y``, ``z`` and the importance map alike), so at
+every step it is the rate-distortion cost of the file that would be written (up to
+the integer tables); the step with the lowest cost is kept, so refining never makes
+that cost worse.  Large pictures are refined tile by tile, with overlapping margins, so
+memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from .model import ImportanceCodec
+
+#: Latent positions (16 pixels each) per side of a refinement tile, and of context
+#: around it; multiples of 4 so that tiles keep the hyper-latent grid.
+TILE = 48
+MARGIN = 4
+#: First Adam step on the analysis output (then cosine decay); chosen on held-out
+#: training photos.
+LEARNING_RATE = 0.01
+
+
+def rd_cost(
+    net: ImportanceCodec, features: Tensor, x: Tensor, weight: Tensor, quality: int
+) -> Tensor:
+    """``bits / pixels + lambda * 255^2 * MSE`` of coding ``features`` at ``quality``
+    (1-based) against the picture ``x``; ``weight`` (1,1,H,W) marks the pixels that count
+    (the picture, not its padding)."""
+    q = torch.tensor([quality - 1])
+    out = net.code_features(features, q, "ste")
+    pixels = weight.sum()
+    bits = out["y_bits"].sum() + out["z_bits"].sum() + out["map_bits"].sum()
+    mse = (weight * (out["x_hat"].clamp(0, 1) - x) ** 2).sum() / (3 * pixels)
+    return bits / pixels + net.config.lambdas[quality - 1] * 255**2 * mse
+
+
+def refine(
+    net: ImportanceCodec,
+    features: Tensor,
+    x: Tensor,
+    size: tuple[int, int],
+    quality: int,
+    steps: int,
+    lr: float = LEARNING_RATE,
+    progress: bool = False,
+) -> Tensor:
+    """Analysis output ``features`` (1, m+1, H/16, W/16) of the padded picture ``x``
+    (1, 3, H, W, values in 0..1, of which the top-left ``size`` = (height, width) is the
+    picture) improved by ``steps`` Adam steps on :func:`rd_cost` at ``quality``;
+    ``progress`` shows a bar."""
+    features = features.detach().clone()
+    h, w = size
+    weight = torch.zeros((1, 1, *x.shape[2:]))
+    weight[:, :, :h, :w] = 1
+    s = x.shape[2] // features.shape[2]
+    tiles = [(r, c) for r in _tiles(features.shape[2]) for c in _tiles(features.shape[3])]
+    bar = tqdm(total=len(tiles) * steps, desc="refine", disable=not progress)
+    for (r0, r1, a0, a1), (c0, c1, b0, b1) in tiles:
+        pix = (slice(None), slice(None), slice(a0 * s, a1 * s), slice(b0 * s, b1 * s))
+        if weight[pix].any():  # else padding only: nothing to gain
+            tile = features[:, :, a0:a1, b0:b1]
+            best = _descend(net, tile, x[pix], weight[pix], quality, steps, lr, bar)
+            features[:, :, r0:r1, c0:c1] = best[:, :, r0 - a0 : r1 - a0, c0 - b0 : c1 - b0]
+    bar.close()
+    return features
+
+
+def _descend(
+    net: ImportanceCodec,
+    start: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    quality: int,
+    steps: int,
+    lr: float,
+    bar: tqdm,
+) -> Tensor:
+    """The lowest-cost point of ``steps`` Adam steps from ``start``, the step size
+    decaying from ``lr`` to 0 (cosine)."""
+    f = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([f], lr=lr)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    best, best_cost = start, float("inf")
+    with torch.enable_grad():
+        for step in range(steps + 1):
+            cost = rd_cost(net, f, x, weight, quality)
+            if cost.item() < best_cost:
+                best, best_cost = f.detach().clone(), cost.item()
+            if step == steps:
+                break
+            (grad,) = torch.autograd.grad(cost, f)
+            f.grad = grad
+            opt.step()
+            decay.step()
+            bar.update()
+    return best
+
+
+def _tiles(length: int) -> list[tuple[int, int, int, int]]:
+    """(first, end) of each tile of ``length`` latent positions and of its context."""
+    return [
+        (r0, min(length, r0 + TILE), max(0, r0 - MARGIN), min(length, r0 + TILE + MARGIN))
+        for r0 in range(0, length, TILE)
+    ]
