@@ -5,14 +5,16 @@ that minimises ``bpp + lambda * 255^2 * MSE``.  At encode time the guess can be 
 by gradient descent on the analysis output itself, with every network frozen.  The file
 stays an ordinary lcodec file, decoded by the same model in the same time; only encoding
 is slower.  The gap it closes is large for a model trained as briefly as ours: 50 steps
-make the Kodak files 19-47% smaller (``ours-refine`` in ``results/kodak/bd.txt``).
+make the Kodak files 23-58% smaller (``ours-refine`` in ``results/kodak/bd.txt``).
 
-The cost optimised is the training loss, evaluated with hard values forward (rounding
-with a straight-through gradient, for ``y``, ``z`` and the importance map alike), so at
-every step it is the rate-distortion cost of the file that would be written (up to
-the integer tables); the step with the lowest cost is kept, so refining never makes
-that cost worse.  Large pictures are refined tile by tile, with overlapping margins, so
-memory stays bounded.
+The cost optimised is the training loss.  Its gradient is taken with the soft-to-hard
+quantizer of training (:func:`codec.quantization.soft_round`), the temperature annealed
+over the steps, which finds cheaper latents than rounding with a straight-through
+gradient (on held-out photos, 30 steps cut the cost of the real file by 23% instead of
+15%).  The cost that decides is the hard one, of the file that would be written (up to
+the integer tables): the start and every step of the second half are scored, and the
+cheapest is kept, so refining never makes that cost worse.  Large pictures are refined
+tile by tile, with overlapping margins, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -27,19 +29,28 @@ from .model import ImportanceCodec
 #: around it; multiples of 4 so that tiles keep the hyper-latent grid.
 TILE = 48
 MARGIN = 4
-#: First Adam step on the analysis output (then cosine decay); chosen on held-out
-#: training photos.
-LEARNING_RATE = 0.01
+#: First Adam step on the analysis output (then cosine decay) and the soft quantizer's
+#: temperatures (geometric from the first to the last step); chosen on held-out training
+#: photos.
+LEARNING_RATE = 0.05
+TEMPERATURES = (0.5, 0.02)
 
 
 def rd_cost(
-    net: ImportanceCodec, features: Tensor, x: Tensor, weight: Tensor, quality: int
+    net: ImportanceCodec,
+    features: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    quality: int,
+    temperature: float | None = None,
 ) -> Tensor:
     """``bits / pixels + lambda * 255^2 * MSE`` of coding ``features`` at ``quality``
     (1-based) against the picture ``x``; ``weight`` (1,1,H,W) marks the pixels that count
-    (the picture, not its padding)."""
+    (the picture, not its padding).  Hard values (straight-through gradient), or the soft
+    quantizer at ``temperature``."""
     q = torch.tensor([quality - 1])
-    out = net.code_features(features, q, "ste")
+    mode = "ste" if temperature is None else "soft"
+    out = net.code_features(features, q, mode, temperature or 0.0)
     pixels = weight.sum()
     bits = out["y_bits"].sum() + out["z_bits"].sum() + out["map_bits"].sum()
     mse = (weight * (out["x_hat"].clamp(0, 1) - x) ** 2).sum() / (3 * pixels)
@@ -87,24 +98,27 @@ def _descend(
     lr: float,
     bar: tqdm,
 ) -> Tensor:
-    """The lowest-cost point of ``steps`` Adam steps from ``start``, the step size
-    decaying from ``lr`` to 0 (cosine)."""
+    """The lowest hard-cost point among ``start`` and the second half of ``steps`` Adam
+    steps from it on the soft cost, the step size decaying from ``lr`` to 0 (cosine) and
+    the temperature geometrically through :data:`TEMPERATURES`."""
     f = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([f], lr=lr)
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
-    best, best_cost = start, float("inf")
-    with torch.enable_grad():
-        for step in range(steps + 1):
-            cost = rd_cost(net, f, x, weight, quality)
-            if cost.item() < best_cost:
-                best, best_cost = f.detach().clone(), cost.item()
-            if step == steps:
-                break
-            (grad,) = torch.autograd.grad(cost, f)
-            f.grad = grad
-            opt.step()
-            decay.step()
-            bar.update()
+    (t_first, t_last), best, best_cost = TEMPERATURES, start, float("inf")
+    for step in range(steps + 1):
+        if step == 0 or 2 * step >= steps:
+            cost = rd_cost(net, f.detach(), x, weight, quality).item()
+            if cost < best_cost:
+                best, best_cost = f.detach().clone(), cost
+        if step == steps:
+            break
+        temperature = t_first * (t_last / t_first) ** (step / max(steps - 1, 1))
+        with torch.enable_grad():
+            soft = rd_cost(net, f, x, weight, quality, temperature)
+            (f.grad,) = torch.autograd.grad(soft, f)
+        opt.step()
+        decay.step()
+        bar.update()
     return best
 
 

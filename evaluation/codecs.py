@@ -230,9 +230,10 @@ class OursRefined(Ours):
 
     @property
     def settings(self) -> str | None:
-        from codec.refine import LEARNING_RATE, TILE
+        from codec.refine import LEARNING_RATE, TEMPERATURES, TILE
 
-        return f"{super().settings} refine={self.refine} lr={LEARNING_RATE} tile={TILE}"
+        knobs = f"refine={self.refine} lr={LEARNING_RATE} t={TEMPERATURES} tile={TILE}"
+        return f"{super().settings} {knobs}"
 
 
 class OursDown2(Ours):

@@ -225,8 +225,8 @@ class _FakeModel:
     qualities = 3
     model_id = "fake"
 
-    def encode(self, img: Image.Image, quality: int, downscale: int = 1) -> bytes:
-        assert downscale == 1
+    def encode(self, img: Image.Image, quality: int, downscale: int = 1, refine: int = 0) -> bytes:
+        assert downscale == 1 and refine == 0
         return codecs_mod.Jpeg().encode(img, 20 * quality)
 
     def decode(self, data: bytes) -> Image.Image:

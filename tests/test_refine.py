@@ -54,7 +54,7 @@ def test_refined_latent_costs_less(model, photo, monkeypatch, tile):
         before = rd_cost(model.net, start, x, weight, 4).item()
         after = rd_cost(model.net, refined, x, weight, 4).item()
     assert refined.shape == start.shape
-    assert after < 0.995 * before  # 2% lower in 10 steps (1.4% in tiles), 15-25% in 50
+    assert after < 0.97 * before  # 6.5% lower in 10 steps (5.5% in tiles), 15-30% in 50
 
 
 def test_refined_file_is_smaller_for_the_same_cost(model, photo):

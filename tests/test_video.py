@@ -334,6 +334,7 @@ def test_cli_errors(tmp_path, lcv, tiny_weights, capsys) -> None:
         [*model, "decode", lcv, "-o", tmp_path / "out.avi"],
         [*model, "encode", tmp_path / "missing.mp4", "-o", tmp_path / "a.lcv"],
         [*model, "encode", lcv, "-o", tmp_path / "a.lcv", "--gop", "-1"],
+        [*model, "encode", lcv, "-o", tmp_path / "a.lcv", "--refine", "5"],  # pictures only
         [*model, "encode", tmp_path / "x.yuv", "-o", tmp_path / "a.lcv", "--size", "3x"],
         ["info", tmp_path / "missing.lcv"],
     ]
