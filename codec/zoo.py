@@ -24,7 +24,7 @@ from . import entropy_models as em
 from .model import ImportanceCodec, ModelConfig, QualityConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "lcodec-im-v2.safetensors"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "lcodec-im-v3.safetensors"
 TABLE_KEYS = ("tables.y", "tables.z", "tables.map")
 
 
