@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="STEPS",
         help="optimise the latent for STEPS gradient steps: smaller files, slower encoding "
-        "(about 0.8 s per step and megapixel; 50 is a good value; default 0, off)",
+        "(about 0.9 s per step and megapixel; 50 is a good value; default 0, off)",
     )
     video.add_encode_options(e)
 

@@ -86,7 +86,7 @@ class Codec:
 
         ``refine`` > 0 optimises the latent for that many gradient steps before coding
         it (:mod:`codec.refine`): smaller files for the same quality, the encoder about
-        0.8 s per step and megapixel slower (2 cores); decoding is unchanged.
+        0.9 s per step and megapixel slower (2 cores); decoding is unchanged.
 
         ``downscale`` 2 or 4 is the low-rate mode (:mod:`codec.lowrate`): the picture is
         coded at that fraction of its size and super-resolved when decoded.  Left at None,
