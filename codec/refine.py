@@ -5,7 +5,8 @@ that minimises ``bpp + lambda * 255^2 * MSE``.  At encode time the guess can be 
 by gradient descent on the analysis output itself, with every network frozen.  The file
 stays an ordinary lcodec file, decoded by the same model in the same time; only encoding
 is slower.  The gap it closes is large for a model trained as briefly as ours: 50 steps
-make the Kodak files 23-58% smaller (``ours-refine`` in ``results/kodak/bd.txt``).
+make the Kodak files of each quality 26-54% smaller (``ours-refine`` in
+``results/kodak/rd.csv``).
 
 The cost optimised is the training loss.  Its gradient is taken with the soft-to-hard
 quantizer of training (:func:`codec.quantization.soft_round`), the temperature annealed
