@@ -17,8 +17,8 @@ Codes (once) and caches the training pairs (see :mod:`postfilter.data`), then tr
 filter (relative MSE; told the QP with a little jitter, or the exact quality level, or blind
 for ``--blind-share`` of the patches) with Adam, bfloat16 autocast and a cosine learning
 rate over the time or step budget.  ``--init`` starts the trunk from a half-resolution
-restoration network (the denoiser) instead of from scratch; ``--grow-from`` starts a deeper
-filter as a trained one (:func:`grow_from`).  With ``--blind-share 0`` the whole network
+restoration network (the denoiser) instead of from scratch; ``--grow-from`` starts a wider or
+deeper filter as a trained one (:func:`grow_from`).  With ``--blind-share 0`` the whole network
 learns the told mode, and blind mode comes from :mod:`postfilter.train_estimator`.
 ``<out>/ckpt.pt`` is written every ``--ckpt-every`` steps and a rerun resumes from it;
 ``<out>/log.csv`` logs training and validation (held-out photos: PSNR gain told the QP or
@@ -121,8 +121,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--grow-from",
         type=Path,
-        help="start from this artefact filter (same channels, at most --blocks blocks; the "
-        "blocks it lacks are appended as identities)",
+        help="start from this artefact filter (at most --channels channels and --blocks blocks; "
+        "what it lacks is added so that the grown filter starts computing what it does)",
     )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=128, help="training patch side (multiple of 4)")
@@ -246,23 +246,32 @@ def init_from_restorer(net: ArtifactNet, path: Path) -> None:
 
 
 def grow_from(net: ArtifactNet, path: Path) -> None:
-    """Start ``net`` as the artefact filter ``path`` (same channels and condition, no more
-    blocks): its weights are copied and each residual block it lacks is appended with a zero
-    second convolution, an identity that training grows into a correction.  A deeper network
-    so starts where a trained one stands instead of from scratch."""
+    """Start ``net`` as the artefact filter ``path`` (same condition, no fewer channels, no
+    fewer blocks), computing exactly what it computes: its weights fill the first channels
+    of every layer, the added channels never feed the old ones (those weights start at zero,
+    the rest as initialised, so training grows them into use), and each residual block it
+    lacks is appended with a zero second convolution, an identity.  A wider or deeper network
+    so starts where a trained one stands instead of from scratch.  The strength estimator is
+    not copied: it is trained for the grown filter afterwards."""
     from .weights import load_weights
 
     src, _ = load_weights(path)
     have, want = src.config, net.config
-    if (have.channels, have.condition) != (want.channels, want.condition) or (
-        have.blocks > want.blocks
-    ):
+    smaller = have.channels <= want.channels and have.blocks <= want.blocks
+    if have.condition != want.condition or not smaller:
         raise SystemExit(f"error: {path} ({have}) cannot grow into {want}")
     for block in net.body[have.blocks :]:
         nn.init.zeros_(block.conv2.weight)
         nn.init.zeros_(block.conv2.bias)
-    missing = net.load_state_dict(src.state_dict(), strict=False).missing_keys
-    assert all(k.startswith("body.") for k in missing), missing
+    state = net.state_dict()
+    for name, value in src.state_dict().items():
+        if name in state:  # not the estimator's
+            grown = state[name].clone()
+            rows = value.shape[0]
+            grown[:rows] = 0  # the old outputs read the old inputs only
+            grown[tuple(slice(n) for n in value.shape)] = value
+            state[name] = grown
+    net.load_state_dict(state)
 
 
 def patch_mse(diff: torch.Tensor, yuv: bool = False) -> torch.Tensor:

@@ -10,10 +10,11 @@ rate, on patches whose corner lies on the 8-pixel transform grid, one of two obj
 
 - ``--objective qp`` (first): read each decode's QP (or quality level, for a filter of our
   codec's decodes) off it; squared error on the normalised value.
-- ``--objective filter`` (then, ``--init`` from the first run's checkpoint): the filter's
-  own loss (relative MSE, the filter frozen) when it is told the estimate.  Where the QP
-  cannot be read off a patch (smooth content looks alike at QP 22 and 35), this teaches
-  the estimator the value that is safe for the filter rather than a guess.
+- ``--objective filter`` (then, ``--init`` from the first run's checkpoint, or from the
+  estimator of another filter's file): the filter's own loss (relative MSE, the filter
+  frozen) when it is told the estimate.  Where the QP cannot be read off a patch (smooth
+  content looks alike at QP 22 and 35), this teaches the estimator the value that is safe
+  for the filter rather than a guess.
 
 ``<out>/ckpt.pt`` makes it resumable; ``<out>/log.csv`` logs the validation error in QP (or
 quality) units on the held-out photos.  ``--export`` then writes the filter with the
@@ -111,7 +112,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the filter objective's loss and the validation metric, as the filter was "
         "trained (relative-yuv: Y-PSNR, for video filters)",
     )
-    p.add_argument("--init", type=Path, help="start from this estimator checkpoint (ckpt.pt)")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="start from this estimator checkpoint (ckpt.pt) or a filter file's estimator",
+    )
     p.add_argument("--minutes", type=float, default=20.0, help="training time budget")
     p.add_argument("--steps", type=int, help="step budget (whichever budget ends first)")
     p.add_argument(
@@ -168,6 +173,19 @@ def validation_row(
     return row
 
 
+def initial_estimator(path: Path) -> dict[str, torch.Tensor]:
+    """The estimator weights to start from: an estimator run's checkpoint (``ckpt.pt``), or
+    the estimator inside a filter's weights file (``.safetensors``)."""
+    if path.suffix == ".safetensors":
+        from .weights import load_weights
+
+        net, _ = load_weights(path)
+        if net.estimator is None:
+            raise SystemExit(f"error: {path} holds no strength estimator")
+        return net.estimator.state_dict()
+    return torch.load(path, weights_only=True)["net"]
+
+
 def train(args: argparse.Namespace, net: ArtifactNet) -> Estimator:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -179,7 +197,7 @@ def train(args: argparse.Namespace, net: ArtifactNet) -> Estimator:
     ckpt_path = args.out / "ckpt.pt"
     step, elapsed = resume(ckpt_path, est, opt)
     if not step and args.init:
-        est.load_state_dict(torch.load(args.init, weights_only=True)["net"])
+        est.load_state_dict(initial_estimator(args.init))
         print(f"initialised from {args.init}")
     filtered = None  # the filter told the estimate (the filter objective)
     if args.objective == "filter":

@@ -12,6 +12,7 @@ from postfilter import DEFAULT_WEIGHTS, PostFilter
 from postfilter.estimator import GRID, WINDOW, StrengthEstimator, estimate_window
 from postfilter.model import ArtifactNet, FilterConfig
 from postfilter.train import grow_from
+from postfilter.train_estimator import initial_estimator
 from postfilter.train_estimator import main as train_estimator
 from postfilter.weights import export_weights, load_weights
 
@@ -64,16 +65,19 @@ def test_ensemble_is_flip_equivariant(tmp_path):
         pf(rgb, 37.0, ensemble=3)
 
 
-def test_grown_filter_starts_as_the_small_one(tmp_path):
+@pytest.mark.parametrize("channels", [8, 16])
+def test_grown_filter_starts_as_the_small_one(tmp_path, channels):
     small = tiny_filter(tmp_path / "s.safetensors", blocks=1)
-    net = ArtifactNet(FilterConfig(channels=8, blocks=3))
+    net = ArtifactNet(FilterConfig(channels=channels, blocks=3))
     grow_from(net, small)
     src, _ = load_weights(small)
     x, cond = torch.rand(1, 3, 16, 20), torch.tensor([[0.2, 1.0]])
-    assert torch.allclose(net(x, cond), src(x, cond))
+    assert torch.allclose(net(x, cond), src(x, cond), atol=1e-6)
     assert net.body[2].conv1.weight.any()  # the new blocks can learn
-    with pytest.raises(SystemExit):
-        grow_from(ArtifactNet(FilterConfig(channels=8, blocks=0)), small)
+    assert channels == 8 or net.body[0].conv1.weight[8:].any()  # and the new channels
+    for smaller in (FilterConfig(channels=8, blocks=0), FilterConfig(channels=4, blocks=3)):
+        with pytest.raises(SystemExit):
+            grow_from(ArtifactNet(smaller), small)
 
 
 def test_estimator_training_resumes_and_attaches(tmp_path, capsys):
@@ -132,3 +136,14 @@ def test_estimator_of_a_filter_that_has_one_is_replaced(tmp_path):
         assert train_estimator([str(a) for a in [*run, "--steps", "1"]]) == 0
         assert load_weights(export)[0].config.estimator == 2
         (tmp_path / "run" / "ckpt.pt").unlink()
+
+
+def test_estimator_starts_from_a_filter_files_estimator(tmp_path):
+    with_estimator = tiny_filter(tmp_path / "e.safetensors", estimator=4)
+    state = initial_estimator(with_estimator)
+    assert all(
+        torch.equal(v, load_weights(with_estimator)[0].estimator.state_dict()[k])
+        for k, v in state.items()
+    )
+    with pytest.raises(SystemExit, match="no strength estimator"):
+        initial_estimator(tiny_filter(tmp_path / "f.safetensors"))
