@@ -49,7 +49,7 @@ from evaluation.metrics import plane_psnr, psnr
 
 from . import data
 from .model import CONDITIONS, ArtifactNet, FilterConfig, qp_conditions
-from .weights import export_weights
+from .weights import export_weights, load_restorer, load_weights
 
 MIN_MSE = (2 / 255) ** 2  # floor of a patch's decode MSE in the relative loss
 #: ``--loss relative-yuv``: the error's BT.601 Y, Cb and Cr, weighted 6:1:1 (the combined
@@ -229,8 +229,6 @@ def init_from_restorer(net: ArtifactNet, path: Path) -> None:
     """Copy a half-resolution restoration network's features (head and residual blocks) into
     ``net``.  The QP planes' weights and the output layer start at zero, so ``net`` starts
     as the identity (the restorer's own conditioning and output are dropped)."""
-    from .weights import load_restorer
-
     src, _ = load_restorer(path)
     own = net.state_dict()
     state = {k.removeprefix("net."): v for k, v in src.state_dict().items()}
@@ -253,12 +251,10 @@ def grow_from(net: ArtifactNet, path: Path) -> None:
     lacks is appended with a zero second convolution, an identity.  A wider or deeper network
     so starts where a trained one stands instead of from scratch.  The strength estimator is
     not copied: it is trained for the grown filter afterwards."""
-    from .weights import load_weights
-
     src, _ = load_weights(path)
     have, want = src.config, net.config
-    smaller = have.channels <= want.channels and have.blocks <= want.blocks
-    if have.condition != want.condition or not smaller:
+    fits = have.channels <= want.channels and have.blocks <= want.blocks
+    if have.condition != want.condition or not fits:
         raise SystemExit(f"error: {path} ({have}) cannot grow into {want}")
     for block in net.body[have.blocks :]:
         nn.init.zeros_(block.conv2.weight)
@@ -266,11 +262,9 @@ def grow_from(net: ArtifactNet, path: Path) -> None:
     state = net.state_dict()
     for name, value in src.state_dict().items():
         if name in state:  # not the estimator's
-            grown = state[name].clone()
-            rows = value.shape[0]
-            grown[:rows] = 0  # the old outputs read the old inputs only
+            grown = state[name]
+            grown[: value.shape[0]] = 0  # the old outputs read the old inputs only
             grown[tuple(slice(n) for n in value.shape)] = value
-            state[name] = grown
     net.load_state_dict(state)
 
 

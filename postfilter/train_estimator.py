@@ -177,8 +177,6 @@ def initial_estimator(path: Path) -> dict[str, torch.Tensor]:
     """The estimator weights to start from: an estimator run's checkpoint (``ckpt.pt``), or
     the estimator inside a filter's weights file (``.safetensors``)."""
     if path.suffix == ".safetensors":
-        from .weights import load_weights
-
         net, _ = load_weights(path)
         if net.estimator is None:
             raise SystemExit(f"error: {path} holds no strength estimator")

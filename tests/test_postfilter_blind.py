@@ -141,9 +141,7 @@ def test_estimator_of_a_filter_that_has_one_is_replaced(tmp_path):
 def test_estimator_starts_from_a_filter_files_estimator(tmp_path):
     with_estimator = tiny_filter(tmp_path / "e.safetensors", estimator=4)
     state = initial_estimator(with_estimator)
-    assert all(
-        torch.equal(v, load_weights(with_estimator)[0].estimator.state_dict()[k])
-        for k, v in state.items()
-    )
+    saved = load_weights(with_estimator)[0].estimator.state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in state.items())
     with pytest.raises(SystemExit, match="no strength estimator"):
         initial_estimator(tiny_filter(tmp_path / "f.safetensors"))
