@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from postfilter import DEFAULT_WEIGHTS, PostFilter
 from postfilter.estimator import GRID, WINDOW, StrengthEstimator, estimate_window
+from postfilter.holdout import main as holdout
 from postfilter.model import ArtifactNet, FilterConfig
 from postfilter.train import grow_from
 from postfilter.train_estimator import initial_estimator
@@ -145,3 +147,20 @@ def test_estimator_starts_from_a_filter_files_estimator(tmp_path):
     assert all(torch.equal(v, saved[k]) for k, v in state.items())
     with pytest.raises(SystemExit, match="no strength estimator"):
         initial_estimator(tiny_filter(tmp_path / "f.safetensors"))
+
+
+def test_holdout_compares_filters_on_caches(tmp_path, capsys):
+    orig = np.stack([smooth_image(32, 32, seed=i) for i in range(2)])
+    dec = np.clip(orig.astype(int) + 3, 0, 255).astype(np.uint8)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    np.savez(cache / "val.npz", orig=orig, dec=dec, qp=np.array([37, 22], np.float32))
+    out = tmp_path / "holdout.json"
+    weights = [tiny_filter(tmp_path / "a.safetensors", estimator=4), DEFAULT_WEIGHTS]
+    args = ["--cache", str(cache), "--weights", *map(str, weights), "-o", str(out)]
+    assert holdout([*args, "--threads", "1"]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["model_id"] for r in rows] == ["tiny", "hevc-artifacts-v6"]
+    assert all(r["pairs"] == 2 and r["told_worst"] <= r["told_qp37"] for r in rows)
+    assert holdout(["--cache", str(tmp_path / "none"), "--weights", str(weights[0])]) == 2
+    assert capsys.readouterr().err.startswith("error:")
