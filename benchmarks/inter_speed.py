@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from evaluation.report import environment
 
 from .speed import _time
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         "decode_s": _time(lambda: coder.decode(payload, ref), args.repeat),
         "forward_s": forward_s,
         "payload_bytes": len(payload),
-        "cpu": platform.processor() or platform.machine(),
+        "machine": environment(),
     }
     print(json.dumps(result, indent=2))
     if args.output:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.report import environment
+
 from .isolated import measure
 
 
@@ -76,6 +78,7 @@ def main() -> None:
         "psnr": psnr,
         "encode": enc,
         "decode": dec,
+        "machine": environment(),
     }
     print(json.dumps(report, indent=2))
     args.output.parent.mkdir(parents=True, exist_ok=True)

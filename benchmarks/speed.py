@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import platform
 import statistics
 import time
 from pathlib import Path
+
+from evaluation.report import environment
 
 from .isolated import measure
 
@@ -90,7 +90,7 @@ def main() -> None:
         "threads": args.threads,
         "repeat": args.repeat,
         "quality": args.quality,
-        "machine": {"cpu_count": mp.cpu_count(), "platform": platform.platform()},
+        "machine": environment(),
         "results": rows,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -118,7 +118,7 @@ def decode_enhancer(
         if extra:
             raise CliError(f"{_flag(extra[0])} needs --enhance")
         return lambda image: image
-    from codec.determinism import native_convolutions
+    from codec.determinism import one_thread
     from postfilter import PostFilterError
     from postfilter.api import lcodec_enhancer
     from postfilter.restore_api import check_conditions, restore_image
@@ -133,7 +133,7 @@ def decode_enhancer(
     runner = _runner(args.enhance, args.enhance_weights)
 
     def restore(image: Image.Image) -> Image.Image:
-        with native_convolutions():  # decoded pixels must not depend on threads or tiles
+        with one_thread():  # decoded pixels must not depend on the thread count
             return restore_image(image, runner, sigma, blur)
 
     return restore

@@ -8,12 +8,14 @@ everything that selects a probability table is computed in exact arithmetic
 
 The analysis runs over horizontal bands and the synthesis over tiles, both with
 overlapping margins, so memory stays bounded for large pictures.  The layout
-depends only on the picture size, never on the machine, so the decoded pixels do
-not either.
+depends only on the picture size, and the synthesis tiles run side by side on one
+thread each (:mod:`codec.determinism`), so the decoded pixels do not depend on the
+thread count.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from bitstream.ans import TableSet
 from bitstream.container import FLAG_GRAYSCALE, MAX_SIDE, downscale_flag
 
 from . import lowrate
-from .determinism import native_convolutions
+from .determinism import map_one_thread
 from .image import ImageError, Picture, to_picture, to_pil
 from .importance import importance_levels, mask_from_levels
 from .latent_coder import LatentCoder
@@ -236,16 +238,22 @@ class Codec:
         out = torch.empty((1, 3, y.shape[2] * s, y.shape[3] * s), dtype=torch.uint8)
         rows, cols = _bands(y.shape[2], BAND_ROWS), _bands(y.shape[3], TILE_COLS)
         tiles = [(r, c) for r in rows for c in cols]
-        for (r0, r1, a0, a1), (c0, c1, b0, b1) in self._progress(tiles, "synthesis"):
-            with native_convolutions():
-                tile = self.net.g_s(y[:, :, a0:a1, b0:b1])
-            tile = tile[:, :, (r0 - a0) * s : (r1 - a0) * s, (c0 - b0) * s : (c1 - b0) * s]
-            out[:, :, r0 * s : r1 * s, c0 * s : c1 * s] = tile.clamp_(0, 1).mul_(255).round_()
+
+        def synthesize(tile: tuple) -> Tensor:
+            (r0, r1, a0, a1), (c0, c1, b0, b1) = tile
+            x = self.net.g_s(y[:, :, a0:a1, b0:b1])
+            return x[:, :, (r0 - a0) * s : (r1 - a0) * s, (c0 - b0) * s : (c1 - b0) * s]
+
+        done = self._progress(map_one_thread(synthesize, tiles), "synthesis", len(tiles))
+        for ((r0, r1, _, _), (c0, c1, _, _)), x in zip(tiles, done, strict=True):
+            out[:, :, r0 * s : r1 * s, c0 * s : c1 * s] = x.clamp_(0, 1).mul_(255).round_()
         return out
 
-    def _progress(self, bands: list, desc: str):
-        """``bands`` wrapped in a progress bar when that is wanted and worth it."""
-        return tqdm(bands, desc=desc, disable=not self.progress or len(bands) < 8)
+    def _progress(self, bands: Iterable, desc: str, total: int | None = None):
+        """``bands`` (``total`` of them, default ``len(bands)``) wrapped in a progress bar
+        when that is wanted and worth it."""
+        total = len(bands) if total is None else total
+        return tqdm(bands, desc=desc, total=total, disable=not self.progress or total < 8)
 
 
 def _pad(rgb: np.ndarray, align: int) -> np.ndarray:

@@ -1,25 +1,65 @@
 """Thread-count-independent convolutions for everything that produces decoded pixels.
 
-oneDNN's convolutions sum in an order that can depend on the thread count, so decoded
-pixels differed between 1 and 2 threads.  PyTorch's native convolutions gave identical
-pixels for 1 and 2 threads on every picture we tried (tests/test_shipped_model.py), so
-decoders run their networks inside :func:`native_convolutions`.
+A convolution on several threads can sum in an order that depends on the thread count
+(oneDNN's did: decoded pixels differed between 1 and 2 threads), and PyTorch's native
+convolutions, which did not, are about three times slower.  So decoders run their networks
+on oneDNN's convolutions on *one* thread each (:func:`one_thread`): the fastest kernels,
+summing in one fixed order.  Pictures coded in tiles use every core by running the tiles
+side by side, one thread each (:func:`map_one_thread`); each tile's pixels are then those of
+the same single-threaded computation, whatever the thread count.  The tile layout must
+depend on the picture alone: a convolution's summation order can depend on its input's size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 
+T = TypeVar("T")
+R = TypeVar("R")
+_active = 0  # one_thread blocks running (process-wide, as torch's thread count)
+
 
 @contextmanager
-def native_convolutions() -> Iterator[None]:
-    """Disable oneDNN (mkldnn) for the enclosed block, restoring the setting after."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+def one_thread() -> Iterator[None]:
+    """oneDNN convolutions on one thread for the enclosed block (torch's thread count is
+    process-wide: other threads of the process get one thread meanwhile); the settings are
+    restored after."""
+    global _active
+    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = True
+    _active += 1
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = before
+        _active -= 1
+        torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = mkldnn
+
+
+def decoding() -> bool:
+    """Whether a :func:`one_thread` block is running: networks that would otherwise pick
+    a faster, machine-dependent precision (bfloat16) stay in float32."""
+    return _active > 0
+
+
+def map_one_thread(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    """``fn(item)`` for each of ``items``, in order, without gradients, each call on one
+    thread (:func:`one_thread`) and as many calls at once as torch had threads."""
+    workers = min(torch.get_num_threads(), len(items))
+
+    def call(item: T) -> R:
+        with torch.no_grad():  # grad mode is per thread
+            return fn(item)
+
+    with one_thread():
+        if workers <= 1:
+            yield from map(call, items)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            yield from pool.map(call, items)

@@ -5,7 +5,7 @@ Encoding: pad both frames -> flow -> motion latent (:class:`LatentCoder`: real b
 decoded flow -> prediction -> residual latent (real bytes) -> reconstruction.  The encoder
 builds the prediction and the reconstruction from the *decoded* latents with exactly the
 decoder's code (:meth:`InterCoder._predict`, :meth:`InterCoder._reconstruct`), inside
-:func:`native_convolutions`, so on one machine the decoder reproduces the encoder's
+:func:`one_thread`, so on one machine the decoder reproduces the encoder's
 reconstruction bit for bit, whatever the thread count.  Table selection is exact
 everywhere (see :mod:`codec.inter_model` for what may drift across machines).
 """
@@ -22,7 +22,7 @@ from bitstream import BitstreamError
 from bitstream.ans import TableSet
 from bitstream.pframe import pack_pframe, unpack_pframe
 
-from .determinism import native_convolutions
+from .determinism import one_thread
 from .inter_model import FLOW_SCALE
 from .inter_weights import LoadedInter, load_inter_weights
 from .latent_coder import LatentCoder
@@ -97,7 +97,7 @@ class InterCoder:
 
     def _predict(self, reference: Tensor, motion_hat: Tensor, q: Tensor) -> Tensor:
         """The prediction from the decoded motion latent (float64, exact)."""
-        with native_convolutions():
+        with one_thread():
             flow = self.net.motion.synthesize(motion_hat.float(), q) / FLOW_SCALE
             return self.net.predict(reference, flow)
 
@@ -106,7 +106,7 @@ class InterCoder:
     ) -> np.ndarray:
         """The decoded frame (uint8, cropped to ``shape``) from the prediction and the
         decoded residual latent."""
-        with native_convolutions():
+        with one_thread():
             x = prediction + self.net.residual.synthesize(residual_hat.float(), q)
         x = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
         h, w = shape[:2]

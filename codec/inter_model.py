@@ -18,7 +18,7 @@ The probability path is exact: every table index comes from a hyper-latent throu
 integer hyper-synthesis (:class:`codec.latent_coder.LatentCoder`), never from float
 features of the reference, so the entropy decoder cannot lose sync on any machine.  The
 *pixels* of the prediction and of the residual are float computations: on the same machine
-they are bit-exact (native convolutions, see :mod:`codec.determinism`), across machines
+they are bit-exact (one thread, see :mod:`codec.determinism`), across machines
 (say a GPU encoder and a CPU decoder) they may differ in the last bits, and that drift can
 build up from P-frame to P-frame but never past the next I-frame: it is bounded by the GOP.
 """

@@ -16,7 +16,7 @@ import numpy as np
 
 from bitstream import BitstreamError
 
-from .determinism import native_convolutions
+from .determinism import one_thread
 
 TAG_UPSCALER = b"UPSC"
 FACTORS = (1, 2, 4)  # full size first: ``--target-bpp`` tries them in this order
@@ -62,5 +62,5 @@ class Upscaler:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """The ``factor`` times larger HxWx3 uint8 picture."""
-        with native_convolutions():
+        with one_thread():
             return self.runner(rgb)

@@ -88,6 +88,28 @@ def format_bd_table(rows: list[dict], extra: Sequence[tuple[str, str]] = ()) -> 
     return "\n".join(out)
 
 
+#: CPU features that change the speed of our networks several times over (oneDNN runs
+#: bfloat16 natively with AVX512-BF16 or AMX, and float32 twice as wide with AVX-512).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu() -> dict:
+    """The CPU's model name and which of :data:`CPU_FEATURES` it has (Linux; elsewhere
+    what :mod:`platform` says and no features)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return {"model": name, "features": [f for f in CPU_FEATURES if f in flags]}
+
+
 def environment() -> dict:
     """Machine and library versions, to tell later readers what the timings ran on."""
     versions = {}
@@ -101,6 +123,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "cpu": cpu(),
         "packages": versions,
     }
 

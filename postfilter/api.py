@@ -87,10 +87,11 @@ def flip(x: torch.Tensor, k: int) -> torch.Tensor:
 def filter_dtype() -> torch.dtype:
     """bfloat16 where oneDNN runs it (AMX or AVX512: about 5x faster than float32 on the
     development machine, and the precision the filters were trained in); float32 elsewhere,
-    and under :func:`codec.determinism.native_convolutions`, whose float32 pixels are the
-    same on every machine."""
+    and while decoding (:func:`codec.determinism.decoding`: one thread, float32)."""
+    from codec.determinism import decoding  # not at the top: codec loads CompressAI
+
     fast = torch.backends.mkldnn.enabled and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.bfloat16 if fast else torch.float32
+    return torch.bfloat16 if fast and not decoding() else torch.float32
 
 
 def fast_precision() -> contextlib.AbstractContextManager:
@@ -235,17 +236,19 @@ def enhance(
 
 
 def lcodec_enhancer(
-    header: Header, weights: Path | str | None = None, tile: int = DEFAULT_TILE
+    header: Header, weights: Path | str | None = None
 ) -> Callable[[Image.Image], Image.Image]:
     """The artefact filter for the picture our codec decodes from a file with ``header``:
-    told the file's quality level, on native float32 convolutions (the pixels do not depend
-    on the thread count, ``tile`` or the machine; without the self-ensemble, which would
-    make that slow path 4x slower); grayscale stays grayscale.
+    told the file's quality level, in float32 on one thread in the default tiles, so that
+    the pixels depend on the file alone, not on the thread count
+    (:func:`codec.determinism.one_thread`; the summation order of a convolution can depend
+    on its input's size, so the tiles are not an option here); without the self-ensemble,
+    which would make that path 2x slower; grayscale stays grayscale.
 
     Checked here, before anything is decoded: files of the low-rate mode (coded downscaled,
     restored by super-resolution) are refused, and so are weights of HEVC filters.
     """
-    from codec.determinism import native_convolutions  # not at the top: codec loads CompressAI
+    from codec.determinism import one_thread  # not at the top: codec loads CompressAI
 
     if header.downscale > 1:
         raise PostFilterError(
@@ -255,8 +258,8 @@ def lcodec_enhancer(
     pf = filter_for("quality", weights)
 
     def restore(image: Image.Image) -> Image.Image:
-        with native_convolutions():
-            out = Image.fromarray(pf(rgb_array(image), header.quality, tile, ensemble=1))
+        with one_thread():
+            out = Image.fromarray(pf(rgb_array(image), header.quality, ensemble=1))
         return out.convert("L") if image.mode == "L" else out
 
     return restore
@@ -267,7 +270,6 @@ def decode_enhanced(
     *,
     model: Codec | None = None,
     weights: Path | str | None = None,
-    tile: int = DEFAULT_TILE,
 ) -> Image.Image:
     """Decode an ``.lcf`` file with ``model`` (default: the shipped codec) and remove its
     coding artefacts with the filter of our codec's decodes (default: the shipped one), told
@@ -275,5 +277,5 @@ def decode_enhanced(
     import codec
     from bitstream import unpack
 
-    restore = lcodec_enhancer(unpack(data)[0], weights, tile)  # checks before decoding
+    restore = lcodec_enhancer(unpack(data)[0], weights)  # checks before decoding
     return restore(codec.decode(data) if model is None else model.decode(data))

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 def kodak_rows(pf: PostFilter, model: Codec, kodak: Path, qualities: list[int]) -> list[dict]:
     """One row per image and quality: bpp, PSNR before/after (told, blind), filter times."""
-    from codec.determinism import native_convolutions
+    from codec.determinism import one_thread
 
     rows = []
     for path in tqdm(kodak_paths(kodak), desc="kodak", unit="image"):
@@ -44,7 +44,7 @@ def kodak_rows(pf: PostFilter, model: Codec, kodak: Path, qualities: list[int]) 
             data = model.encode(ref, quality=q)
             dec = model.decode_array(data)[1]
             row = {"image": path.name, "quality": q, "bpp": bpp(len(data), *ref.size)}
-            with native_convolutions():  # the pixels lcodec decode --enhance writes
+            with one_thread():  # the pixels lcodec decode --enhance writes
                 rows.append(row | measure(pf, ref, dec, q, ensemble=1))  # as decode --enhance
     return rows
 

@@ -3,10 +3,11 @@
 ``denoise``, ``super_resolve`` and ``deblur`` take and return PIL images (grayscale stays
 grayscale, alpha is passed through, resized for super-resolution); :class:`RestoreRunner`
 works on HxWx3 uint8 arrays and, for the benchmark, on float tensors.  Tiles overlap by the
-network's context, so the output does not depend on the tile size: it is bit-identical to
-untiled output under :func:`codec.determinism.native_convolutions`, and equal up to float
-rounding (rarely one grey level) with oneDNN's convolutions, which are used by default because
-they are three times faster.
+network's context, so tiled output equals untiled output up to float rounding (rarely one
+grey level: the summation order of a convolution can depend on its input's size, and on the
+thread count).  Decoders, which must give the same pixels every time, run the networks on
+one thread (:func:`codec.determinism.one_thread`) in the default tiles, which depend only
+on the picture size.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ class RestoreRunner:
         """The restored (1,3,H*scale,W*scale) float tensor (unclipped) of ``x`` (1,3,H,W).
 
         Denoising without ``sigma`` estimates it (:func:`check_conditions` for the ranges).
-        ``tile`` is the side of the tiles in input pixels; the result does not depend on it.
+        ``tile`` is the side of the tiles in input pixels; the result does not depend on it,
+        up to float rounding.
         """
         cond = self._conditions(x, sigma, blur, tile)
         k, (h, w) = self.scale, x.shape[-2:]

@@ -30,9 +30,11 @@ from . import restore
 from .data import photo_paths
 from .restore import RestoreConfig, Restorer
 from .train import (
+    add_bf16_argument,
     add_run_arguments,
     budget_step,
     log_beside,
+    native_bf16,
     open_log,
     resume,
     save_checkpoint,
@@ -64,12 +66,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=128, help="target patch side (high resolution)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    add_bf16_argument(p)
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget")
     p.add_argument("--steps", type=int, help="step budget (whichever budget ends first)")
     add_run_arguments(p)
     p.add_argument("--model-id", help="default: the export file's stem")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.bf16 = native_bf16() if args.bf16 is None else args.bf16
+    return args
 
 
 def load_photos(paths: list[Path]) -> list[np.ndarray]:

@@ -48,6 +48,7 @@ from codec.video_io import YCBCR
 from evaluation.metrics import plane_psnr, psnr
 
 from . import data
+from .api import filter_dtype
 from .model import CONDITIONS, ArtifactNet, FilterConfig, qp_conditions
 from .weights import export_weights, load_restorer, load_weights
 
@@ -134,12 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="validate, keep and export an exponential moving average of the weights with "
         "this decay per step (e.g. 0.999; 0: the weights themselves)",
     )
-    p.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="bfloat16 autocast (about 2.4x faster on CPUs with AMX/AVX512-BF16)",
-    )
+    add_bf16_argument(p)
     p.add_argument("--minutes", type=float, default=40.0, help="training time budget")
     p.add_argument("--steps", type=int, help="step budget (whichever budget ends first)")
     p.add_argument(
@@ -188,7 +184,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.cache = source.cache if args.cache is None else args.cache
     args.qp_jitter = source.jitter if args.qp_jitter is None else args.qp_jitter
     args.model_id = source.model_id if args.model_id is None else args.model_id
+    args.bf16 = native_bf16() if args.bf16 is None else args.bf16
     return args
+
+
+def add_bf16_argument(p: argparse.ArgumentParser) -> None:
+    """``--bf16/--no-bf16``; unset, it resolves to whether the CPU runs bfloat16 natively
+    (:func:`native_bf16`)."""
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        help="bfloat16 autocast (default: where the CPU runs it natively, AMX/AVX512-BF16, "
+        "about 2.4x faster there; emulated elsewhere, it is about 10x slower)",
+    )
+
+
+def native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (:func:`postfilter.api.filter_dtype`)."""
+    return filter_dtype() == torch.bfloat16
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data
+from .api import fast_precision
 from .estimator import StrengthEstimator
 from .model import CONDITIONS, ArtifactNet
 from .train import (
@@ -150,7 +151,7 @@ def filter_loss(
     ``yuv`` on weighted Y, Cb, Cr) when it is told the normalised estimates ``guess`` (N,),
     clamped as blind mode clamps them."""
     value = guess.clamp(-1, 1)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with fast_precision():
         out = net(dec, torch.stack([value, torch.ones_like(value)], dim=1)).float()
     return relative_mse(out, dec, org, yuv)
 
@@ -209,7 +210,7 @@ def train(args: argparse.Namespace, net: ArtifactNet) -> Estimator:
             elapsed, lr = now
             dec, org, qp = sample_batch(pairs, args.batch, args.patch, rng, align=ALIGN)
             dec = dec.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with fast_precision():
                 guess = est(dec)
             if filtered is not None:
                 loss = filter_loss(filtered, guess, dec, org, args.loss == "relative-yuv")

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from cli.main import main
-from codec.determinism import native_convolutions
+from codec.determinism import one_thread
 from postfilter import PostFilter, PostFilterError, benchmark_lcodec, data, decode_enhanced, enhance
 from postfilter.model import ArtifactNet, FilterConfig, qp_conditions
 from postfilter.train import main as train
@@ -147,11 +147,11 @@ def test_decode_enhance_artifacts(lcf, tiny_weights, tiny_codec, tiny_filters, c
     assert outs[0].shape == (90, 134, 3) and np.array_equal(outs[0], outs[1])
     data = lcf.read_bytes()
     plain = tiny_codec.decode_array(data)[1]
-    with native_convolutions():
-        # told quality 3, without the self-ensemble (the native path's default)
-        expected = PostFilter(tiny_filters["quality"])(plain, 3, tile=32, ensemble=1)
+    with one_thread():
+        # told quality 3, without the self-ensemble (the native path's default), default tiles
+        expected = PostFilter(tiny_filters["quality"])(plain, 3, ensemble=1)
     assert np.array_equal(outs[0], expected) and not np.array_equal(outs[0], plain)
-    api = decode_enhanced(data, model=tiny_codec, weights=tiny_filters["quality"], tile=48)
+    api = decode_enhanced(data, model=tiny_codec, weights=tiny_filters["quality"])
     assert np.array_equal(np.asarray(api), outs[0])
 
 
