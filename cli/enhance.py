@@ -205,13 +205,18 @@ def _enhance(args: argparse.Namespace) -> str:
     from postfilter import filter_for
 
     pf = filter_for("qp", args.weights, video=is_video)
-    how = "blind" if args.qp is None else f"at QP {args.qp:g}"
-    settings = (args.qp, args.tile, args.ensemble)
+    qp, how = args.qp, "blind" if args.qp is None else f"at QP {args.qp:g}"
+    if qp is None and src.suffix.lower() in HEIF_EXTS:
+        from postfilter.hevc import heif_qp
+
+        qp = heif_qp(read_bytes(src))  # told beats blind; None where unreadable
+        how = how if qp is None else f"at QP {qp:g}, read from the file"
+    settings = (qp, args.tile, args.ensemble)
     if is_video:
         n = _enhance_video(pf, src, dst, settings, progress=not args.quiet)
         return f"{dst}: {n} frames enhanced with {pf.model_id} ({how})"
     restored, told = pf.restore(_rgb(_read_image(src)), *settings)
-    if args.qp is None and told is not None:
+    if qp is None and told is not None:
         how = f"blind, QP estimated at {told:.1f}"
     out = Image.fromarray(restored)
     fmt = Image.registered_extensions()[out_ext]

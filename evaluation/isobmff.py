@@ -7,6 +7,9 @@ references in ``iref``), ``iloc`` gives the byte extents of each item's data and
 ties each item to properties in ``ipco``, one of which is the ``hvcC`` box holding the
 parameter sets (VPS, SPS, PPS).
 
+:func:`primary_hevc_nals` returns those NAL units themselves (for reading the slice QPs,
+:mod:`postfilter.hevc`).
+
 The payload counted here is what a raw HEVC stream of the primary image would hold: the
 item's coded NAL units (the ``iloc`` extents, each NAL with its 4-byte length field) plus the
 ``hvcC`` parameter-set NAL units (with the same 4-byte length each).  Left out: ``ftyp``, the
@@ -32,6 +35,9 @@ class _Meta:
     primary: int | None = None
     types: dict[int, bytes] = field(default_factory=dict)
     extents: dict[int, int] = field(default_factory=dict)  # item -> total extent bytes
+    # item -> (file offset, length) of each extent; None where the data is not in the file
+    # by plain offsets (construction method 1 or 2, or a data reference)
+    locations: dict[int, list[tuple[int, int]] | None] = field(default_factory=dict)
     tiles: dict[int, list[int]] = field(default_factory=dict)  # grid item -> dimg items
     properties: list[tuple[bytes, bytes]] = field(default_factory=list)  # ipco, in order
     associations: dict[int, list[int]] = field(default_factory=dict)  # item -> 1-based ipco
@@ -98,16 +104,17 @@ def _parse_iloc(body: bytes, meta: _Meta) -> None:
     base_offset_size, index_size = sizes >> 4, (sizes & 15 if version in (1, 2) else 0)
     for _ in range(r.uint(2 if version < 2 else 4)):
         item = r.uint(2 if version < 2 else 4)
-        if version in (1, 2):
-            r.uint(2)  # construction method
-        r.uint(2)  # data reference index
-        r.uint(base_offset_size)
-        total = 0
+        method = r.uint(2) & 15 if version in (1, 2) else 0  # construction method
+        reference = r.uint(2)  # data reference index: 0, this file
+        base = r.uint(base_offset_size)
+        total, places = 0, []
         for _ in range(r.uint(2)):
             r.uint(index_size)
-            r.uint(offset_size)
-            total += r.uint(length_size)
+            offset, length = r.uint(offset_size), r.uint(length_size)
+            total += length
+            places.append((base + offset, length))
         meta.extents[item] = total
+        meta.locations[item] = places if method == 0 and reference == 0 else None
 
 
 def _parse_iref(body: bytes, meta: _Meta) -> None:
@@ -154,24 +161,25 @@ def _parse_meta(body: bytes) -> _Meta:
     return meta
 
 
-def _parameter_set_bytes(hvcc: bytes) -> int:
-    """Bytes of the NAL units in an HEVCDecoderConfigurationRecord, each with a length field."""
+def _parameter_sets(hvcc: bytes) -> list[bytes]:
+    """The NAL units of an HEVCDecoderConfigurationRecord (VPS, SPS, PPS, SEI)."""
     r = _Reader(hvcc)
     r.pos = 22  # fixed-size part of the record
-    total = 0
+    nals = []
     for _ in range(r.uint(1)):
         r.uint(1)  # array completeness and NAL unit type
         for _ in range(r.uint(2)):
             n = r.uint(2)
+            nals.append(hvcc[r.pos : r.pos + n])
             r.pos += n
-            total += NAL_LENGTH_FIELD + n
     if r.pos > len(hvcc):
         raise HeifParseError("truncated hvcC box")
-    return total
+    return nals
 
 
-def hevc_payload_size(data: bytes) -> int:
-    """Bytes of the HEVC bitstream of the primary image of HEIF file ``data`` (see module)."""
+def _primary_items(data: bytes) -> tuple[_Meta, list[int], list[bytes]]:
+    """The parsed ``meta`` of HEIF file ``data``, the HEVC items of its primary image (the
+    item, or the tiles of a grid) and their ``hvcC`` boxes."""
     metas = [body for kind, body in _boxes(data) if kind == b"meta"]
     if not metas:
         raise HeifParseError("no meta box: not a HEIF file")
@@ -187,13 +195,44 @@ def hevc_payload_size(data: bytes) -> int:
         raise HeifParseError(f"primary item is {kind!r}, not an HEVC image")
     if not items or any(meta.types.get(i) != b"hvc1" or i not in meta.extents for i in items):
         raise HeifParseError("HEVC items or their locations are missing")
-    total = sum(meta.extents[i] for i in items)
-    hvcc = {
-        index
-        for i in items
-        for index in meta.associations.get(i, [])
-        if 0 < index <= len(meta.properties) and meta.properties[index - 1][0] == b"hvcC"
-    }
+    hvcc = sorted(
+        {
+            index
+            for i in items
+            for index in meta.associations.get(i, [])
+            if 0 < index <= len(meta.properties) and meta.properties[index - 1][0] == b"hvcC"
+        }
+    )
     if not hvcc:
         raise HeifParseError("no hvcC box for the primary image")
-    return total + sum(_parameter_set_bytes(meta.properties[i - 1][1]) for i in hvcc)
+    return meta, items, [meta.properties[i - 1][1] for i in hvcc]
+
+
+def hevc_payload_size(data: bytes) -> int:
+    """Bytes of the HEVC bitstream of the primary image of HEIF file ``data`` (see module)."""
+    meta, items, hvccs = _primary_items(data)
+    sets = sum(NAL_LENGTH_FIELD + len(nal) for h in hvccs for nal in _parameter_sets(h))
+    return sum(meta.extents[i] for i in items) + sets
+
+
+def primary_hevc_nals(data: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The parameter-set NAL units (from ``hvcC``) and the coded NAL units (each item's
+    data, NAL units with 4-byte length fields) of the primary image of HEIF file ``data``."""
+    meta, items, hvccs = _primary_items(data)
+    coded = []
+    for item in items:
+        places = meta.locations.get(item)
+        if places is None:
+            raise HeifParseError(f"item {item} is not stored at plain file offsets")
+        stream = b"".join(data[o : o + n] for o, n in places)
+        if sum(n for _, n in places) != len(stream):
+            raise HeifParseError(f"item {item} runs past the end of the file")
+        pos = 0
+        while pos + NAL_LENGTH_FIELD <= len(stream):
+            n = int.from_bytes(stream[pos : pos + NAL_LENGTH_FIELD], "big")
+            pos += NAL_LENGTH_FIELD
+            if pos + n > len(stream):
+                raise HeifParseError("truncated NAL unit")
+            coded.append(stream[pos : pos + n])
+            pos += n
+    return [nal for h in hvccs for nal in _parameter_sets(h)], coded

@@ -12,9 +12,11 @@ import torch
 from PIL import Image
 
 from cli import enhance as enhance_cli
+from evaluation.isobmff import primary_hevc_nals
 from evaluation.metrics import psnr
 from postfilter import DEFAULT_WEIGHTS, PostFilter, data, enhance, filter_for, heic
 from postfilter.calibrate import main as calibrate
+from postfilter.hevc import heif_qp, slice_qps
 from postfilter.model import ArtifactNet, FilterConfig
 from postfilter.restore import RestoreConfig, Restorer
 from postfilter.train import (
@@ -234,6 +236,18 @@ def test_quality_to_qp_matches_x265_log(tmp_path):
     assert heic.qp_to_quality(37) == 20
 
 
+@pytest.mark.parametrize("chroma", ["444", "420"])
+def test_heif_qp_reads_the_slice_qp(chroma):
+    img = Image.fromarray(smooth_image(72, 200, seed=2))  # more than one 64x64 CTB
+    for quality in (0, 20, 50):
+        data = heic.encode(img, quality, chroma)
+        assert heif_qp(data) == round(heic.quality_to_qp(quality))
+    multi = heic.encode(img, 20, chroma, x265={"slices": "2"})  # a second slice segment
+    assert slice_qps(*primary_hevc_nals(multi)) == [round(heic.quality_to_qp(20))] * 2
+    assert heif_qp(b"not a HEIF file") is None
+    assert slice_qps([], [b"\x26\x01\xaf"]) == []  # a slice without its parameter sets
+
+
 def run_cli(argv, capsys):
     parser = argparse.ArgumentParser()
     enhance_cli.add_parser(parser.add_subparsers())
@@ -251,11 +265,19 @@ def inputs(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name, extra", [("in.png", ["--qp", "37"]), ("in.heic", [])])
-def test_cli_round_trip(inputs, tiny_pf, capsys, name, extra):
+@pytest.mark.parametrize(
+    "name, extra, how",
+    [
+        ("in.png", ["--qp", "37"], "at QP 37)"),
+        ("in.heic", [], "at QP 37, read from the file"),
+        ("in.heic", ["--qp", "30"], "at QP 30)"),
+        ("in.png", [], "blind"),
+    ],
+)
+def test_cli_round_trip(inputs, tiny_pf, capsys, name, extra, how):
     out = inputs / "out.png"
     code, stdout, _ = run_cli([inputs / name, "-o", out, "--weights", tiny_pf, *extra], capsys)
-    assert code == 0 and "tiny-pf" in stdout
+    assert code == 0 and "tiny-pf" in stdout and how in stdout
     assert Image.open(out).size == (64, 48)
 
 
