@@ -169,12 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None and args.threads < 1:
         print("error: --threads must be at least 1", file=sys.stderr)
         return 2
-    import torch
-
     from bitstream import BitstreamError
     from codec import ImageError, WeightsError
 
     if args.threads is not None:
+        import torch  # not at the top: commands that need no network skip its import
+
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)

@@ -13,21 +13,19 @@ or a ``uint8`` array (H, W[, 3|4]); alpha is dropped.
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-with warnings.catch_warnings():  # CompressAI still uses torch.jit.script at import time
-    warnings.simplefilter("ignore", FutureWarning)
-    import compressai  # noqa: F401
-
-from .coder import Codec
+from .errors import WeightsError
 from .image import ImageError
-from .model import ImportanceCodec, ModelConfig
-from .zoo import WeightsError
+
+if TYPE_CHECKING:
+    from .coder import Codec
+    from .model import ImportanceCodec, ModelConfig
 
 __all__ = [
     "Codec",
@@ -41,13 +39,31 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str):
+    """The model classes, imported on first use: they load CompressAI, which takes seconds
+    that ``lcodec info`` or ``lcodec enhance`` should not pay."""
+    if name == "Codec":
+        from .coder import Codec
+
+        return Codec
+    if name in ("ImportanceCodec", "ModelConfig"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def load_model(weights: str | Path | None = None, progress: bool = False) -> Codec:
     """Load a model (default: the shipped one) to code many pictures."""
+    from .coder import Codec
+
     return Codec(weights, progress=progress)
 
 
 @lru_cache(maxsize=1)
 def _default() -> Codec:
+    from .coder import Codec
+
     return Codec()
 
 

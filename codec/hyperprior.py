@@ -10,10 +10,10 @@ log-scale, which select its quantized-Gaussian table when coding
 
 from __future__ import annotations
 
-from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from . import entropy_models as em
+from .compressai_parts import EntropyBottleneck
 from .layers import hyper_analysis, hyper_synthesis
 from .quantization import quantize, straight_through_round
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from compressai.layers import GDN
 from torch import nn
+
+from .compressai_parts import GDN
 
 
 def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:

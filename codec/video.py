@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -50,8 +50,10 @@ from bitstream.video import (
     read_header,
 )
 
-from .coder import Codec
 from .video_io import ClipReader, ClipWriter
+
+if TYPE_CHECKING:
+    from .coder import Codec
 
 __all__ = [
     "DEFAULT_GOP",
@@ -112,7 +114,11 @@ class VideoCodec:
     ) -> None:
         """``image`` defaults to the shipped image model; ``inter`` to none (all-intra).
         ``choose_intra``: code a planned P-frame as an I-frame where that is cheaper."""
-        self.image = image if image is not None else Codec()
+        if image is None:
+            from .coder import Codec  # not at the top: it loads CompressAI (seconds)
+
+            image = Codec()
+        self.image = image
         self.inter = inter
         self.choose_intra = choose_intra
 

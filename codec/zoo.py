@@ -21,15 +21,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import entropy_models as em
+from .errors import WeightsError
 from .model import ImportanceCodec, ModelConfig, QualityConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lcodec-im-v3.safetensors"
 TABLE_KEYS = ("tables.y", "tables.z", "tables.map")
-
-
-class WeightsError(Exception):
-    """Weights file missing, unreadable or not one of ours."""
 
 
 N = TypeVar("N", bound=torch.nn.Module)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,10 +89,12 @@ def filter_dtype() -> torch.dtype:
     """bfloat16 where oneDNN runs it (AMX or AVX512: about 5x faster than float32 on the
     development machine, and the precision the filters were trained in); float32 elsewhere,
     and while decoding (:func:`codec.determinism.decoding`: one thread, float32)."""
-    from codec.determinism import decoding  # not at the top: codec loads CompressAI
-
+    # not imported here: importing codec loads CompressAI (seconds); and where nothing
+    # imported it, no decoder is running
+    determinism = sys.modules.get("codec.determinism")
+    decoding = determinism is not None and determinism.decoding()
     fast = torch.backends.mkldnn.enabled and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.bfloat16 if fast and not decoding() else torch.float32
+    return torch.bfloat16 if fast and not decoding else torch.float32
 
 
 def fast_precision() -> contextlib.AbstractContextManager:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,6 +127,22 @@ def test_console_script_error_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: not an lcodec file (bad magic number)"]
+
+
+def test_info_loads_no_network_library():
+    """``lcodec info`` reads headers: it must not pay for importing torch or CompressAI
+    (seconds; CompressAI loads torch_geometric).  ``import codec`` alone loads neither."""
+    golden = Path(__file__).parent / "data"
+    script = (
+        "import sys, codec; from cli.main import main; "
+        f"codes = [main(['info', {str(golden / 'golden_q4.lcf')!r}]), "
+        f"main(['info', {str(golden / 'golden_q3.lcv')!r}])]; "
+        "print(codes, sorted({'torch', 'compressai'} & set(sys.modules)))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "[0, 0] []"
 
 
 def test_closed_pipe_is_not_an_error(tmp_path, png, tiny_weights, capsys):

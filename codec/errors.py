@@ -1,0 +1,7 @@
+"""Errors of :mod:`codec` that callers catch without loading the models (CompressAI)."""
+
+from __future__ import annotations
+
+
+class WeightsError(Exception):
+    """Weights file missing, unreadable or not one of ours."""
