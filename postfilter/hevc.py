@@ -23,6 +23,9 @@ from evaluation.isobmff import HeifParseError, primary_hevc_nals
 SPS, PPS = 33, 34
 IDR_W_RADL, IDR_N_LP = 19, 20
 SLICE_I = 2
+#: Bytes of a slice NAL unit read: its header ends well within them (a slice's data can be
+#: megabytes, which the bit reader would copy for nothing).
+SLICE_HEADER_BYTES = 256
 
 
 class _Bits:
@@ -149,7 +152,7 @@ def _slice_qp(nal: bytes, sps: dict[int, _Sps], pps: dict[int, _Pps]) -> int | N
     kind = nal_type(nal)
     if kind not in (IDR_W_RADL, IDR_N_LP):
         return None
-    b = _Bits(nal)
+    b = _Bits(nal[:SLICE_HEADER_BYTES])
     first = b.u(1)
     b.u(1)  # no_output_of_prior_pics_flag (IDR pictures are IRAP)
     p = pps.get(b.ue())
