@@ -12,6 +12,7 @@ depend on the picture alone: a convolution's summation order can depend on its i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,25 +22,33 @@ import torch
 
 T = TypeVar("T")
 R = TypeVar("R")
-_active = 0  # one_thread blocks running (process-wide, as torch's thread count)
+_lock = threading.Lock()
+_active = 0  # one_thread blocks running, in any thread
+_mkldnn = True  # oneDNN's switch as the first of them found it
 
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """oneDNN convolutions on one thread for the enclosed block (torch's thread count is
-    process-wide: other threads of the process get one thread meanwhile); the settings are
-    restored after."""
-    global _active
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    """oneDNN convolutions on one thread for the enclosed block.  Torch's thread count is
+    set for the calling thread (OpenMP keeps one per thread; threads started inside the
+    block inherit it) and restored after; oneDNN's switch is process-wide, so it stays on
+    while a block runs in any thread, and the last block to end restores it."""
+    global _active, _mkldnn
+    threads = torch.get_num_threads()
+    with _lock:
+        if not _active:
+            _mkldnn = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = True
+        _active += 1
     torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = True
-    _active += 1
     try:
         yield
     finally:
-        _active -= 1
         torch.set_num_threads(threads)
-        torch.backends.mkldnn.enabled = mkldnn
+        with _lock:
+            _active -= 1
+            if not _active:
+                torch.backends.mkldnn.enabled = _mkldnn
 
 
 def decoding() -> bool:
@@ -54,7 +63,8 @@ def map_one_thread(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
     workers = min(torch.get_num_threads(), len(items))
 
     def call(item: T) -> R:
-        with torch.no_grad():  # grad mode is per thread
+        torch.set_num_threads(1)  # per thread, as grad mode: set in the worker itself
+        with torch.no_grad():
             return fn(item)
 
     with one_thread():

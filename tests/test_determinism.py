@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -45,3 +47,28 @@ def test_tiles_in_order_and_independent_of_the_thread_count(threads):
         assert torch.get_num_threads() == n
     assert [o.shape[2] for o in outs[2]] == [38 + i for i in range(5)]  # in order
     assert all(torch.equal(a, b) for a, b in zip(outs[1], outs[2], strict=True))
+
+
+def test_blocks_in_several_threads(threads):
+    torch.set_num_threads(2)
+    torch.backends.mkldnn.enabled = False
+    inside, release = threading.Barrier(3), threading.Event()  # 2 workers and this thread
+    seen = []
+
+    def hold() -> None:
+        with one_thread():
+            inside.wait(timeout=10)
+            seen.append((torch.get_num_threads(), torch.backends.mkldnn.enabled))
+            release.wait(timeout=10)
+
+    workers = [threading.Thread(target=hold) for _ in range(2)]
+    for w in workers:
+        w.start()
+    inside.wait(timeout=10)
+    assert decoding() and torch.backends.mkldnn.enabled  # both blocks running
+    release.set()
+    for w in workers:
+        w.join(timeout=10)
+    assert seen == [(1, True), (1, True)]
+    assert not decoding() and not torch.backends.mkldnn.enabled
+    assert torch.get_num_threads() == 2
