@@ -34,7 +34,6 @@ from .train import (
     add_run_arguments,
     budget_step,
     log_beside,
-    native_bf16,
     open_log,
     resume,
     save_checkpoint,
@@ -71,9 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="step budget (whichever budget ends first)")
     add_run_arguments(p)
     p.add_argument("--model-id", help="default: the export file's stem")
-    args = p.parse_args(argv)
-    args.bf16 = native_bf16() if args.bf16 is None else args.bf16
-    return args
+    return p.parse_args(argv)
 
 
 def load_photos(paths: list[Path]) -> list[np.ndarray]:

@@ -184,16 +184,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.cache = source.cache if args.cache is None else args.cache
     args.qp_jitter = source.jitter if args.qp_jitter is None else args.qp_jitter
     args.model_id = source.model_id if args.model_id is None else args.model_id
-    args.bf16 = native_bf16() if args.bf16 is None else args.bf16
     return args
 
 
 def add_bf16_argument(p: argparse.ArgumentParser) -> None:
-    """``--bf16/--no-bf16``; unset, it resolves to whether the CPU runs bfloat16 natively
+    """``--bf16/--no-bf16``, by default whether the CPU runs bfloat16 natively
     (:func:`native_bf16`)."""
     p.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
+        default=native_bf16(),
         help="bfloat16 autocast (default: where the CPU runs it natively, AMX/AVX512-BF16, "
         "about 2.4x faster there; emulated elsewhere, it is about 10x slower)",
     )

@@ -35,7 +35,7 @@ def clip_frames() -> list[np.ndarray]:
 
 def main() -> None:
     import codec
-    from codec.video import VideoCodec
+    from codec.video import VideoCodec, iter_frames
 
     model = codec.load_model()
     data = model.encode(Image.open(SOURCE).convert("RGB"), quality=QUALITY_IMAGE)
@@ -46,18 +46,9 @@ def main() -> None:
     buf = io.BytesIO()
     types = [f.type for f in video.encode_frames(clip_frames(), buf, FPS, QUALITY_VIDEO)]
     VIDEO.write_bytes(buf.getvalue())
-    decoded = list(decode_clip(buf.getvalue(), video))
+    decoded = list(iter_frames(VIDEO, video))
     Image.fromarray(np.concatenate(decoded, axis=0)).save(VIDEO_DECODED)
     print(f"{IMAGE.name}: {len(data)} bytes; {VIDEO.name}: {types}, {len(buf.getvalue())} bytes")
-
-
-def decode_clip(data: bytes, video) -> list[np.ndarray]:
-    """The decoded frames of an ``.lcv`` file's bytes."""
-    from bitstream.video import read_frames, read_header
-
-    f = io.BytesIO(data)
-    header = read_header(f)
-    return list(video.decode_frames(header, read_frames(f, header)))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from PIL import Image
 
 import codec
 from cli.main import main
-from codec.video import VideoCodec
+from codec.video import VideoCodec, iter_frames
 from evaluation.metrics import psnr
 
 from . import golden
@@ -47,7 +47,7 @@ def test_golden_clip(model, capsys):
     info = json.loads(capsys.readouterr().out)
     assert [f["type"] for f in info["frames"]] == ["I", "P", "P"]
     video = VideoCodec.shipped(model)
-    frames = golden.decode_clip(golden.VIDEO.read_bytes(), video)
+    frames = list(iter_frames(golden.VIDEO, video))
     assert len(frames) == 3
     close_to(np.concatenate(frames, axis=0), golden.VIDEO_DECODED)
     for frame, source in zip(frames, golden.clip_frames(), strict=True):
