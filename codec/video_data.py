@@ -32,14 +32,16 @@ def load_clips(
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
         cached = cache / f"{path.stem}-s{scale}-c{crop}-f{max_frames}.npy"
         if not cached.is_file():
-            frames = _decode(path, crop, scale, max_frames)
+            frames = decode_clip(path, crop, scale, max_frames)
             np.save(cached.with_suffix(".tmp.npy"), frames)
             cached.with_suffix(".tmp.npy").replace(cached)
         clips.append(torch.from_numpy(np.load(cached)))
     return clips
 
 
-def _decode(path: Path, crop: int, scale: float, max_frames: int) -> np.ndarray:
+def decode_clip(path: Path, crop: int, scale: float, max_frames: int) -> np.ndarray:
+    """The first ``max_frames`` RGB frames of a clip, downscaled by ``scale`` (less where a
+    side would fall under ``crop``), as uint8 ``(T, H, W, 3)``."""
     frames = []
     with ClipReader(path) as clip:
         s = max(scale, crop / min(clip.width, clip.height))
