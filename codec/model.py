@@ -94,25 +94,17 @@ class ImportanceCodec(MeanScaleHyperprior):
         """Scaled latent ``y_s`` and importance ``p`` (None when disabled)."""
         return self.apply_quality(self.g_a(x), quality)
 
-    def apply_quality(
-        self, features: Tensor, quality: Tensor, map_jitter: float = 0.0
-    ) -> tuple[Tensor, Tensor | None]:
+    def apply_quality(self, features: Tensor, quality: Tensor) -> tuple[Tensor, Tensor | None]:
         """Split the analysis output into ``y_s`` and ``p`` for the given quality.
 
         Kept apart from :meth:`analyse` so an encoder can run ``g_a`` once and
-        then try several qualities.  ``map_jitter`` (training only) adds uniform noise
-        in ``[-map_jitter, map_jitter]`` to the map's logit at every position, so every
-        channel group gets coded, and trained, at every quality: without it the groups
-        a map leaves shut never learn, and opening them only hurts, so the map
-        settles on a fixed channel count (v1-v4 did).
+        then try several qualities.
         """
         y, logit = features[:, :-1], features[:, -1:]
         y = y * self.gain(quality)
         if not self.config.importance:
             return y, None
         offset = self.importance_offset[quality].view(-1, 1, 1, 1)
-        if map_jitter:
-            logit = logit + torch.empty_like(logit).uniform_(-map_jitter, map_jitter)
         return y, torch.sigmoid(logit + offset)
 
     def gain(self, quality: Tensor) -> Tensor:
@@ -123,31 +115,20 @@ class ImportanceCodec(MeanScaleHyperprior):
 
     # -- training -------------------------------------------------------------------
     def forward(
-        self,
-        x: Tensor,
-        quality: Tensor,
-        mode: str = "hard",
-        temperature: float = 0.0,
-        map_jitter: float = 0.0,
+        self, x: Tensor, quality: Tensor, mode: str = "hard", temperature: float = 0.0
     ) -> dict[str, Tensor]:
         """Reconstruction and bits per image of each coded part.
 
-        ``mode`` selects the quantization proxy of :func:`codec.quantization.quantize`;
-        ``map_jitter`` is :meth:`apply_quality`'s.
+        ``mode`` selects the quantization proxy of :func:`codec.quantization.quantize`.
         """
-        return self.code_features(self.g_a(x), quality, mode, temperature, map_jitter)
+        return self.code_features(self.g_a(x), quality, mode, temperature)
 
     def code_features(
-        self,
-        features: Tensor,
-        quality: Tensor,
-        mode: str = "hard",
-        temperature: float = 0.0,
-        map_jitter: float = 0.0,
+        self, features: Tensor, quality: Tensor, mode: str = "hard", temperature: float = 0.0
     ) -> dict[str, Tensor]:
         """:meth:`forward` from the analysis output ``features`` (what encoder-side
         refinement, :mod:`codec.refine`, optimises)."""
-        y, p = self.apply_quality(features, quality, map_jitter)
+        y, p = self.apply_quality(features, quality)
         batch = features.shape[0]
         y_hat, mean, y_bits, z_bits = self.hyperprior(y, mode, temperature)
         if p is not None:

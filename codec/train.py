@@ -169,20 +169,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--m", type=int, default=128, help="latent channels")
     ap.add_argument("--nz", type=int, default=64, help="hyper-latent channels")
     ap.add_argument("--levels", type=int, default=16, help="importance-map levels")
-    ap.add_argument(
-        "--map-jitter",
-        type=float,
-        default=0.0,
-        help="uniform noise of this half-width on the importance map's logit while "
-        "training, so every channel group trains (see ImportanceCodec.apply_quality)",
-    )
-    ap.add_argument(
-        "--map-jitter-until",
-        type=float,
-        default=0.8,
-        help="fraction of the steps with --map-jitter; the rest fit the map's "
-        "distribution to the noiseless map",
-    )
     ap.add_argument("--holdout", type=int, default=4, help="photos kept out for validation")
     add_run_arguments(ap)
     ap.add_argument("--init", type=Path, help="start from these exported weights")
@@ -251,8 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         mode, temperature, lr = schedule(state.step, args)
         x = random_batch(images, args.batch, args.crop, rng).to(device)
         quality = torch.randint(0, q_count, (args.batch,)).to(device)
-        jitter = args.map_jitter if state.step < args.map_jitter_until * args.steps else 0.0
-        out = model(x, quality, mode, temperature, jitter)
+        out = model(x, quality, mode, temperature)
         loss, bpp, mse = rd_loss(out, x, lambdas_all[quality])
         state.update(loss, lr)
         step = state.step

@@ -75,11 +75,12 @@ class PFrameCoder(Protocol):
     ``encode`` returns the P-frame payload and the frame the decoder will reconstruct from
     it (the next frame's reference); ``decode`` must reproduce that reconstruction exactly.
     Frames are ``(H, W, 3)`` uint8 RGB arrays.  ``model_id`` and ``digest`` (8 bytes) go
-    into the video header.
+    into the video header; ``qualities`` is the number of quality levels it codes.
     """
 
     model_id: str
     digest: bytes
+    qualities: int
 
     def encode(
         self, frame: np.ndarray, reference: np.ndarray, quality: int
@@ -122,6 +123,14 @@ class VideoCodec:
         self.inter = inter
         self.choose_intra = choose_intra
 
+    @property
+    def qualities(self) -> int:
+        """Number of quality levels (1..qualities): the image model's, or the P-frame
+        model's where that has fewer (a quality codes I- and P-frames alike)."""
+        if self.inter is None:
+            return self.image.qualities
+        return min(self.image.qualities, self.inter.qualities)
+
     @classmethod
     def shipped(cls, image: Codec | None = None) -> VideoCodec:
         """``image`` (default: the shipped image model) with the shipped P-frame model, or
@@ -146,8 +155,8 @@ class VideoCodec:
     ) -> Iterator[CodedFrame]:
         """Code RGB ``frames`` into ``out`` (seekable) as an ``.lcv`` file, yielding each
         frame's record as it is written; the file is complete once the iterator is."""
-        if not isinstance(quality, int) or not 1 <= quality <= self.image.qualities:
-            raise ValueError(f"quality must be an integer in 1..{self.image.qualities}")
+        if not isinstance(quality, int) or not 1 <= quality <= self.qualities:
+            raise ValueError(f"quality must be an integer in 1..{self.qualities}")
         if gop < 0:
             raise ValueError("gop must be 0 (one I-frame) or a positive intra period")
         writer, reference = None, None

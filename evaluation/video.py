@@ -224,7 +224,7 @@ class Ours(VideoCodecUnderTest):
             self.codec = VideoCodec(image, inter)
         except Exception as e:  # any failure to load weights is a user-facing problem
             raise EvaluationError(f"cannot load our model: {e}") from None
-        self.qualities = tuple(range(1, image.qualities + 1))
+        self.qualities = tuple(range(1, self.codec.qualities + 1))
 
     def settings(self, gop: int) -> str:
         image, inter = self.codec.image, self.codec.inter

@@ -146,6 +146,7 @@ class Recording:
 
     def __init__(self, inner: InterCoder) -> None:
         self.inner, self.model_id, self.digest = inner, inner.model_id, inner.digest
+        self.qualities = inner.qualities
         self.recons: list[np.ndarray] = []
 
     def encode(self, frame, reference, quality):
@@ -175,7 +176,7 @@ def test_video_with_p_frames(tmp_path, tiny_codec, inter) -> None:
 
 def test_a_planned_p_frame_becomes_an_i_frame_where_cheaper(tmp_path, tiny_codec) -> None:
     class Wasteful:  # a P-frame coder worse than coding the frame alone
-        model_id, digest = "wasteful", bytes(8)
+        model_id, digest, qualities = "wasteful", bytes(8), 8
 
         def encode(self, frame, reference, quality):
             return bytes(10**5), reference  # huge and predicts nothing

@@ -226,7 +226,7 @@ def test_raw_yuv_input(tmp_path, video_codec) -> None:
 class LosslessResidual:
     """A stand-in P-frame coder for the seam: the zlib-coded difference to the reference."""
 
-    model_id, digest = "residual-test", bytes(range(8, 16))
+    model_id, digest, qualities = "residual-test", bytes(range(8, 16)), 6
 
     def encode(self, frame, reference, quality):
         diff = frame.astype(np.int16) - reference
@@ -250,6 +250,10 @@ def test_p_frame_seam(tmp_path, tiny_codec, video_codec) -> None:
     assert (decoded[3] != source[3]).any()  # the I-frame is not
     with pytest.raises(BitstreamError, match="P-frame model"):
         list(iter_frames(dst, video_codec))
+    # a quality codes I- and P-frames alike: only those both models have
+    assert tiny_codec.qualities > inter.qualities == 6
+    with pytest.raises(ValueError, match=r"1\.\.6"):
+        encode_video(src, dst, quality=7, codec=inter)
 
 
 @pytest.mark.parametrize("full_range", [False, True])
