@@ -4,12 +4,13 @@
         [--inter WEIGHTS] -o results/inter_prediction.json
 
 For the first two frames of each clip (the reference uncoded, cropped to the model's
-alignment) it prints the PSNR of the candidate predictions: the reference itself
-(``static``), the reference warped by the estimated flow (``warp``), by the coded flow
-(``coded warp``), and the model's prediction (``prediction``: coded flow plus motion
-compensation); then each prediction put through the residual coder: the reconstruction's
-PSNR and the bpp (motion bits counted where the prediction uses them).  A model that uses
-its prediction well codes the ``prediction`` row in far fewer bits than the ``static`` one.
+alignment) it prints, for each candidate prediction, its PSNR and what the residual coder
+makes of it (the reconstruction's PSNR and the bpp, motion bits counted where the
+prediction uses them): the reference itself (``static``), the reference warped by the coded
+flow (``coded warp``) and the model's prediction (``prediction``: coded flow plus motion
+compensation).  The JSON adds ``warp_psnr``, the reference warped by the uncoded flow.
+A model that uses its prediction well codes the ``prediction`` row in far fewer bits than
+the ``static`` one.
 Use held-out or training clips, never ``video/test``.
 """
 
