@@ -5,7 +5,7 @@
 picture (blind mode; ``heif_qp(data)`` reads it off an HEIC file instead); videos get the
 filter of 4:2:0 video decodes (``VIDEO_WEIGHTS``, ``filter_for("qp", video=True)``).
 ``decode_enhanced(data)`` decodes an ``.lcf`` file and restores it with the filter of our
-codec's decodes (``weights/lcodec-artifacts-v1``), told the file's quality level.
+codec's decodes (``weights/lcodec-artifacts-v2``), told the file's quality level.
 ``denoise(image, sigma=None)``, ``super_resolve(image, scale)`` and
 ``deblur(image, blur_sigma, sigma=0.0)`` run the restoration networks
 (``weights/<task>-v1.safetensors``, :mod:`postfilter.restore_api`).  ``lcodec enhance``

@@ -11,7 +11,7 @@ own codec's decodes of the training photos (``--source lcodec``, told the qualit
         --export runs/pf4/hevc-artifacts-v4.safetensors   # then postfilter.train_estimator
     python -m postfilter.train ../shared/data/train --source lcodec --cache runs/lcodec-pf-data \
         --out runs/lcodec-pf --minutes 55 --init postfilter/weights/denoise-v1.safetensors \
-        --export postfilter/weights/lcodec-artifacts-v1.safetensors
+        --export runs/lcodec-pf/lcodec-artifacts-v1.safetensors   # then lcodec-artifacts-v2
 
 Codes (once) and caches the training pairs (see :mod:`postfilter.data`), then trains the
 filter (relative MSE; told the QP with a little jitter, or the exact quality level, or blind

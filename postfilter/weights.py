@@ -28,7 +28,7 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "hevc-artifacts-v6.safetensors"
 #: The shipped filter of HEVC video decodes (4:2:0 P/B frames, trained for Y-PSNR).
 VIDEO_WEIGHTS = WEIGHTS_DIR / "hevc-video-v1.safetensors"
 #: The shipped filter of our own codec's decodes (``lcodec decode --enhance artifacts``).
-LCODEC_WEIGHTS = WEIGHTS_DIR / "lcodec-artifacts-v1.safetensors"
+LCODEC_WEIGHTS = WEIGHTS_DIR / "lcodec-artifacts-v2.safetensors"
 FORMAT = "lcodec-postfilter-2"
 RESTORE_FORMAT = "lcodec-restore-1"
 #: The shipped restoration networks, by task.
