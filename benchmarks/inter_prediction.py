@@ -48,10 +48,10 @@ def measure(net, reference: torch.Tensor, frame: torch.Tensor, quality: int) -> 
     }
     row = {"quality": quality, "warp_psnr": psnr(warp(reference, flow), frame)}
     for name, (pred, bits) in predictions.items():
-        residual, residual_bits = net.residual(frame - pred, q, "hard")
+        decoded, residual_bits = net.residual(net.residual_input(frame, pred), q, "hard")
         row[name] = {
             "prediction_psnr": psnr(pred, frame),
-            "psnr": psnr(pred + residual, frame),
+            "psnr": psnr(net.reconstruct(pred, decoded), frame),
             "bpp": (bits + residual_bits.item()) / pixels,
         }
     return row

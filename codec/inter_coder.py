@@ -67,7 +67,7 @@ class InterCoder:
         )
         prediction = self._predict(ref, motion_hat, q)
         residual_z, residual_y, residual_hat = self._residual.encode(
-            self.net.residual.analyse(x - prediction, q)
+            self.net.residual.analyse(self.net.residual_input(x, prediction), q)
         )
         recon = self._reconstruct(prediction, residual_hat, q, frame.shape)
         payload = pack_pframe(int(quality), [motion_z, motion_y, residual_z, residual_y])
@@ -107,7 +107,8 @@ class InterCoder:
         """The decoded frame (uint8, cropped to ``shape``) from the prediction and the
         decoded residual latent."""
         with one_thread():
-            x = prediction + self.net.residual.synthesize(residual_hat.float(), q)
+            decoded = self.net.residual.synthesize(residual_hat.float(), q)
+            x = self.net.reconstruct(prediction, decoded)
         x = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
         h, w = shape[:2]
         return np.ascontiguousarray(x[0, :, :h, :w].permute(1, 2, 0).numpy())

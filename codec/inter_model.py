@@ -9,6 +9,12 @@ Data flow (training and coding alike), for frame ``x`` and the previous *decoded
     res_hat  = residual autoencoder(x - pred)                  hyperprior latent, coded
     x_hat    = pred + res_hat
 
+or, with ``conditional`` set (conditional coding, as DCVC: the prediction is context rather
+than something to subtract)::
+
+    res_hat  = residual autoencoder(x, pred)                   hyperprior latent, coded
+    x_hat    = refine(pred + res_hat, pred)
+
 Both autoencoders are the image codec's transforms (:mod:`codec.layers`) and hyperprior
 (:mod:`codec.hyperprior`), without an importance map, with per-quality channel gains
 trained for the image model's lambdas, so quality ``q`` of a P-frame aims at the same
@@ -25,7 +31,7 @@ build up from P-frame to P-frame but never past the next I-frame: it is bounded 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -54,16 +60,21 @@ class InterConfig(QualityConfig):
     m: int = 96  # residual latent channels
     nz: int = 48  # residual hyper-latent channels
     mc: int = 32  # motion-compensation CNN channels (0: plain warping)
+    conditional: int = 0  # channels of the conditional decoder's refinement (0: residual coding)
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
 
 
 class LatentAutoencoder(MeanScaleHyperprior):
-    """One coded signal of ``cin`` channels: transforms, hyperprior, per-quality gains."""
+    """One coded signal: ``cin`` channels analysed (the signal, and any context the encoder
+    sees), ``cout`` synthesized (default ``cin``); transforms, hyperprior, per-quality
+    gains."""
 
-    def __init__(self, cin: int, n: int, m: int, nz: int, qualities: int) -> None:
+    def __init__(
+        self, cin: int, n: int, m: int, nz: int, qualities: int, cout: int | None = None
+    ) -> None:
         super().__init__()
         self.g_a = analysis_transform(n, m, cin)
-        self.g_s = synthesis_transform(m, n, cin)
+        self.g_s = synthesis_transform(m, n, cout or cin)
         self.add_hyperprior(m, n, nz)
         ramp = torch.linspace(-1.0, 1.0, qualities).view(qualities, 1).expand(qualities, m)
         self.log_gain = nn.Parameter(ramp.clone())
@@ -86,18 +97,20 @@ class LatentAutoencoder(MeanScaleHyperprior):
         return self.synthesize(y_hat, quality), y_bits.flatten(1).sum(1) + z_bits
 
 
-class MotionCompensation(nn.Module):
-    """Refines the warped reference from it and the flow, at half resolution; starts as
-    the identity (last layer zero)."""
+class Refinement(nn.Module):
+    """Corrects an RGB picture from it and ``context`` channels, at half resolution; starts
+    as the identity (last layer zero).  Motion compensation refines the warped reference
+    given the flow; the conditional decoder refines its reconstruction given the
+    prediction."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, context: int, channels: int) -> None:
         super().__init__()
         last = nn.Conv2d(channels, 12, 3, padding=1)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.net = nn.Sequential(
             nn.PixelUnshuffle(2),
-            nn.Conv2d(20, channels, 3, padding=1),
+            nn.Conv2d(4 * (3 + context), channels, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -105,8 +118,8 @@ class MotionCompensation(nn.Module):
             nn.PixelShuffle(2),
         )
 
-    def forward(self, warped: Tensor, flow: Tensor) -> Tensor:
-        return warped + self.net(torch.cat([warped, flow * FLOW_SCALE], dim=1))
+    def forward(self, picture: Tensor, context: Tensor) -> Tensor:
+        return picture + self.net(torch.cat([picture, context], dim=1))
 
 
 class InterCodec(nn.Module):
@@ -120,13 +133,27 @@ class InterCodec(nn.Module):
         self.config = c = config
         self.flow = FlowNet(c.flow_levels, c.flow_channels, c.flow_radius)
         self.motion = LatentAutoencoder(2, c.nm, c.mm, c.mz, c.qualities)
-        self.residual = LatentAutoencoder(3, c.n, c.m, c.nz, c.qualities)
-        self.mc = MotionCompensation(c.mc) if c.mc else None
+        cin = 6 if c.conditional else 3
+        self.residual = LatentAutoencoder(cin, c.n, c.m, c.nz, c.qualities, cout=3)
+        self.mc = Refinement(2, c.mc) if c.mc else None
+        self.fusion = Refinement(3, c.conditional) if c.conditional else None
 
     def predict(self, reference: Tensor, flow_hat: Tensor) -> Tensor:
         """The motion-compensated prediction from the reference and the decoded flow."""
         warped = warp(reference, flow_hat)
-        return warped if self.mc is None else self.mc(warped, flow_hat)
+        return warped if self.mc is None else self.mc(warped, flow_hat * FLOW_SCALE)
+
+    def residual_input(self, x: Tensor, prediction: Tensor) -> Tensor:
+        """What the residual coder analyses: the frame beside its prediction (conditional
+        coding) or the frame minus its prediction (residual coding)."""
+        if self.fusion is None:
+            return x - prediction
+        return torch.cat([x, prediction], dim=1)
+
+    def reconstruct(self, prediction: Tensor, decoded: Tensor) -> Tensor:
+        """The frame from its prediction and the residual coder's output."""
+        x_hat = prediction + decoded
+        return x_hat if self.fusion is None else self.fusion(x_hat, prediction)
 
     def forward(
         self,
@@ -143,13 +170,31 @@ class InterCodec(nn.Module):
         flow = self.flow(x, reference)
         flow_hat, motion_bits = self.motion(flow * FLOW_SCALE, quality, mode, temperature)
         prediction = self.predict(reference, flow_hat / FLOW_SCALE)
-        residual_hat, residual_bits = self.residual(x - prediction, quality, mode, temperature)
+        decoded, residual_bits = self.residual(
+            self.residual_input(x, prediction), quality, mode, temperature
+        )
         return {
-            "x_hat": prediction + residual_hat,
+            "x_hat": self.reconstruct(prediction, decoded),
             "prediction": prediction,
             "motion_bits": motion_bits,
             "residual_bits": residual_bits,
         }
+
+    def with_conditional_coding(self, channels: int) -> InterCodec:
+        """A conditional-coding copy of this residual-coding model that codes exactly as it
+        does until trained: the analysis sees ``(x, prediction)`` through first-layer
+        weights ``(W, -W)``, which is ``W`` applied to ``x - prediction``, and the decoder's
+        refinement starts as the identity."""
+        if self.fusion is not None:
+            raise ValueError("this model already codes conditionally")
+        model = InterCodec(replace(self.config, conditional=channels))
+        state = self.state_dict()
+        key = "residual.g_a.1.weight"  # after the pixel-unshuffle: channel c*4+k of input c
+        state[key] = torch.cat([state[key], -state[key]], dim=1)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("fusion.") for k in missing):
+            raise ValueError(f"cannot convert: missing {missing}, unexpected {unexpected}")
+        return model
 
     def aux_loss(self) -> Tensor:
         """Quantile losses of both factorized densities (CompressAI)."""

@@ -16,7 +16,7 @@ from .inter_model import InterCodec, InterConfig
 from .zoo import WEIGHTS_DIR, LoadedWeights, write_weights
 
 #: The shipped P-frame model (:meth:`codec.video.VideoCodec.shipped`; ``lcodec`` video).
-DEFAULT_INTER_WEIGHTS = WEIGHTS_DIR / "lcodec-inter-v2.safetensors"
+DEFAULT_INTER_WEIGHTS = WEIGHTS_DIR / "lcodec-inter-v4.safetensors"
 FORMAT = "lcodec-inter-weights-1"
 TABLE_KEYS = ("tables.y", "tables.motion_z", "tables.residual_z")
 
@@ -32,7 +32,8 @@ def export_inter_weights(model: InterCodec, path: Path, model_id: str | None = N
     for name in ("motion", "residual"):
         tables[f"{name}_z"] = em.factorized_tables(getattr(model, name).z_density)
     c = model.config
-    model_id = model_id or f"inter-m{c.mm}-r{c.m}-mc{c.mc}"
+    coding = f"-cond{c.conditional}" if c.conditional else ""
+    model_id = model_id or f"inter-m{c.mm}-r{c.m}-mc{c.mc}{coding}"
     write_weights(model, tables, model_id, FORMAT, path)
 
 

@@ -230,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_schedule_arguments(ap, lr=1e-4, lr_min=1e-5, soft_until=None)  # see quantizer()
     ap.add_argument("--mc", type=int, default=32, help="motion-compensation channels (0: none)")
+    ap.add_argument(
+        "--conditional",
+        type=int,
+        default=0,
+        help="code the frame given its prediction (DCVC-style) with this many channels in "
+        "the decoder's refinement; a residual-coding --init converts exactly "
+        "(InterCodec.with_conditional_coding). 0: residual coding",
+    )
     ap.add_argument("--holdout-clips", type=int, default=1, help="clips kept for validation")
     ap.add_argument("--holdout-photos", type=int, default=4, help="photos kept for validation")
     ap.add_argument("--val-batch", type=int, default=4, help="validation sequences")
@@ -276,7 +284,8 @@ def _split(items: list, holdout: int) -> tuple[list, list]:
 def build_model(
     args: argparse.Namespace, ckpt: dict | None, intra: ImportanceCodec | None
 ) -> InterCodec:
-    """From the checkpoint, else ``--init``, else new (lambdas: the I-frame model's)."""
+    """From the checkpoint, else ``--init``, else new (lambdas: the I-frame model's);
+    ``--conditional`` converts a residual-coding start to conditional coding."""
     if ckpt is not None:
         model = InterCodec(InterConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["model"])
@@ -291,6 +300,8 @@ def build_model(
     else:
         lambdas = intra.config.lambdas if intra is not None else DEFAULT_LAMBDAS
         model = InterCodec(InterConfig(mc=args.mc, lambdas=lambdas))
+    if ckpt is None and args.conditional and not model.config.conditional:
+        model = model.with_conditional_coding(args.conditional)
     if intra is not None and intra.config.lambdas != model.config.lambdas:
         print("warning: the I-frame model was trained for other lambdas than this P-frame model")
     return model

@@ -277,3 +277,60 @@ def test_trainer_smoke_resume_and_export(tmp_path, tiny_weights, capsys) -> None
     cur, ref = moving_pair(64, 64)
     payload, recon = coder.encode(cur, ref, 2)
     assert (coder.decode(payload, ref) == recon).all()
+
+
+def conditional_tiny(seed: int = 3) -> InterCodec:
+    """The tiny random model converted to conditional coding, its refinement made non-zero
+    so that it takes part."""
+    torch.manual_seed(seed)
+    model = InterCodec(TINY).with_conditional_coding(8)
+    with torch.no_grad():
+        for p in model.fusion.parameters():
+            p.normal_(0, 0.05)
+    return model.eval()
+
+
+def test_conditional_coding_starts_as_the_residual_model() -> None:
+    torch.manual_seed(2)
+    residual = InterCodec(TINY).eval()
+    conditional = residual.with_conditional_coding(8).eval()
+    assert conditional.config.conditional == 8 and residual.config.conditional == 0
+    x, ref, q = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128), torch.tensor([4])
+    with torch.no_grad():
+        a, b = residual(x, ref, q), conditional(x, ref, q)
+        assert conditional.residual_input(x, ref).shape[1] == 6
+    for key in ("x_hat", "residual_bits", "motion_bits"):
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="already"):
+        conditional.with_conditional_coding(8)
+    with torch.no_grad():  # the refinement is on the decoding path
+        changed = conditional_tiny()(x, ref, q)["x_hat"]
+    assert (changed - b["x_hat"]).abs().max() > 1e-3
+
+
+def test_conditional_weights_round_trip_bit_exact(tmp_path) -> None:
+    path = tmp_path / "cond.safetensors"
+    export_inter_weights(conditional_tiny(), path, model_id="tiny-cond")
+    coder = InterCoder(path)
+    assert coder.net.config.conditional == 8
+    cur, ref = moving_pair()
+    payload, recon = coder.encode(cur, ref, 6)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert (coder.decode(payload, ref) == recon).all()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_trainer_converts_to_conditional_coding(tmp_path, inter_weights, tiny_weights) -> None:
+    photos, run = tmp_path / "photos", tmp_path / "run"
+    photos.mkdir()
+    for seed in range(2):
+        Image.fromarray(smooth_image(140, 150, seed)).save(photos / f"p{seed}.png")
+    args = ["--photos", photos, "--out", run, "--batch", "1", "--crop", "64", "--frames", "2"]
+    args += ["--flow-steps", "0", "--motion-steps", "0", "--threads", "1", "--steps", "1"]
+    args += ["--intra", tiny_weights, "--holdout-photos", "0", "--init", inter_weights]
+    train_main([str(a) for a in [*args, "--conditional", "8"]])
+    assert InterCoder(run / "model.safetensors").net.config.conditional == 8
