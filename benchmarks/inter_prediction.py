@@ -7,10 +7,14 @@ For the first two frames of each clip (the reference uncoded, cropped to the mod
 alignment) it prints, for each candidate prediction, its PSNR and what the residual coder
 makes of it (the reconstruction's PSNR and the bpp, motion bits counted where the
 prediction uses them): the reference itself (``static``), the reference warped by the coded
-flow (``coded warp``) and the model's prediction (``prediction``: coded flow plus motion
-compensation).  The JSON adds ``warp_psnr``, the reference warped by the uncoded flow.
+flow (``coded warp``), the model's prediction (``prediction``: coded flow plus motion
+compensation) and that prediction made from a coded zero flow (``zero motion``).  The JSON
+adds ``warp_psnr``, the reference warped by the uncoded flow, and, per clip,
+``block_matching_psnr``, the reference warped by an exhaustive integer block search (8x8
+blocks, +-16 pixels): what a classical motion search finds, the flow estimator's yardstick.
 A model that uses its prediction well codes the ``prediction`` row in far fewer bits than
-the ``static`` one.
+the ``static`` one; with conditional coding the prediction is a feature map for the coder,
+so ``zero motion``, not ``static``, says what the motion is worth.
 Use held-out or training clips, never ``video/test``.
 """
 
@@ -22,7 +26,10 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from codec.flow import warp
+from codec.inter_model import FLOW_SCALE
 from evaluation.report import environment
 
 
@@ -30,21 +37,39 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return (10 * torch.log10(1 / (a.clamp(0, 1) - b).pow(2).mean())).item()
 
 
+def block_matching(
+    frame: torch.Tensor, reference: torch.Tensor, block: int = 8, radius: int = 16
+) -> torch.Tensor:
+    """The backward flow of an exhaustive integer search: per ``block`` x ``block`` block of
+    ``frame``, the displacement within ``radius`` pixels of least mean absolute error."""
+    h, w = frame.shape[2:]
+    padded = F.pad(reference, [radius] * 4, mode="replicate")
+    best = torch.full((1, 1, h // block, w // block), float("inf"))
+    flow = torch.zeros(1, 2, h // block, w // block)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            moved = padded[:, :, radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+            error = F.avg_pool2d((frame - moved).abs().mean(1, keepdim=True), block)
+            better = error < best
+            best = torch.where(better, error, best)
+            flow[:, 0:1][better], flow[:, 1:2][better] = float(dx), float(dy)
+    return F.interpolate(flow, scale_factor=block, mode="nearest")
+
+
 @torch.no_grad()
 def measure(net, reference: torch.Tensor, frame: torch.Tensor, quality: int) -> dict:
     """The table's numbers for one frame pair at ``quality`` (1-based)."""
-    from codec.flow import warp
-    from codec.inter_model import FLOW_SCALE
-
     q = torch.tensor([quality - 1])
     pixels = frame.shape[2] * frame.shape[3]
     flow = net.flow(frame, reference)
     flow_hat, motion_bits = net.motion(flow * FLOW_SCALE, q, "hard")
     flow_hat = flow_hat / FLOW_SCALE
+    zero_hat, zero_bits = net.motion(torch.zeros_like(flow), q, "hard")
     predictions = {
         "static": (reference, 0.0),
         "coded warp": (warp(reference, flow_hat), motion_bits.item()),
         "prediction": (net.predict(reference, flow_hat), motion_bits.item()),
+        "zero motion": (net.predict(reference, zero_hat / FLOW_SCALE), zero_bits.item()),
     }
     row = {"quality": quality, "warp_psnr": psnr(warp(reference, flow), frame)}
     for name, (pred, bits) in predictions.items():
@@ -70,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     net = load_inter_model(args.inter)
     qualities = [int(q) for q in args.qualities.split(",")]
-    report = {"inter": str(args.inter), "clips": {}, "environment": environment()}
+    report = {"inter": str(args.inter), "clips": {}, "block_matching_psnr": {}}
     print(f"{'clip':14s} {'q':>2s} {'prediction':>11s} {'pred PSNR':>9s} {'PSNR':>6s} {'bpp':>6s}")
     for path in args.clips:
         with ClipReader(path) as clip:
@@ -81,13 +106,21 @@ def main(argv: list[str] | None = None) -> None:
         )
         rows = [measure(net, reference, frame, q) for q in qualities]
         report["clips"][path.name] = rows
+        matched = warp(reference, block_matching(frame, reference))
+        report["block_matching_psnr"][path.name] = psnr(matched, frame)
         for row in rows:
-            for name in ("static", "coded warp", "prediction"):
+            for name in ("static", "coded warp", "prediction", "zero motion"):
                 r = row[name]
                 print(
                     f"{path.stem[:14]:14s} {row['quality']:2d} {name:>11s} "
                     f"{r['prediction_psnr']:9.2f} {r['psnr']:6.2f} {r['bpp']:6.3f}"
                 )
+        print(
+            f"{path.stem[:14]:14s} warp PSNR: flow estimator {rows[0]['warp_psnr']:.2f}, "
+            f"block matching {report['block_matching_psnr'][path.name]:.2f}, "
+            f"static {rows[0]['static']['prediction_psnr']:.2f}"
+        )
+    report["environment"] = environment()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.output}")
