@@ -52,7 +52,9 @@ def block_matching(
             error = F.avg_pool2d((frame - moved).abs().mean(1, keepdim=True), block)
             better = error < best
             best = torch.where(better, error, best)
-            flow[:, 0:1][better], flow[:, 1:2][better] = float(dx), float(dy)
+            flow = torch.where(
+                better, torch.tensor([dx, dy], dtype=flow.dtype).view(1, 2, 1, 1), flow
+            )
     return F.interpolate(flow, scale_factor=block, mode="nearest")
 
 
