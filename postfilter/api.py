@@ -112,13 +112,13 @@ class PostFilter:
         self.model_id: str = meta["model_id"]
         self.condition: str = self.net.config.condition
         self._scale_qp, self._scale = meta["residual_scale"]
-        self._blind_scale: float = meta["blind_scale"]
+        self._blind_qp, self._blind_scale = meta["blind_scale"]
 
-    def residual_scale(self, qp: float | None) -> float:
+    def residual_scale(self, qp: float | None, estimate: float | None = None) -> float:
         """The safety factor on the predicted correction at ``qp``, or in blind mode when
-        ``qp`` is None (from the weights file)."""
+        ``qp`` is None, at the value the strength estimator read (from the weights file)."""
         if qp is None:
-            return self._blind_scale
+            return float(np.interp(estimate or 0.0, self._blind_qp, self._blind_scale))
         return float(np.interp(qp, self._scale_qp, self._scale))
 
     @property
@@ -178,7 +178,7 @@ class PostFilter:
             ):
                 part = self._residual(x[..., rows, cols], cond, ensemble)
                 res[..., out_rows, out_cols] = part[..., in_rows, in_cols]
-        return rgb_uint8((x + self.residual_scale(qp) * res)[..., :h, :w]), told
+        return rgb_uint8((x + self.residual_scale(qp, told) * res)[..., :h, :w]), told
 
     def _estimated(self, cond: torch.Tensor) -> float | None:
         """The value blind conditioning rows tell the filter, or None without an estimator."""

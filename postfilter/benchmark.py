@@ -38,15 +38,6 @@ from .api import DEFAULT_ENSEMBLE, DEFAULT_TILE, ENSEMBLES, PostFilter, filter_d
 QUALITIES = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)  # QP 44.6 .. 22.1
 
 
-def _heic_file(cache: Path, img: Image.Image, name: str, quality: int) -> bytes:
-    path = cache / f"{name}_q{quality}.heic"
-    if not path.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".tmp").write_bytes(heic.encode(img, quality, "444"))
-        path.with_suffix(".tmp").replace(path)
-    return path.read_bytes()
-
-
 def _timed(fn, *args) -> tuple[np.ndarray, float]:
     t = time.perf_counter()
     out = fn(*args)
@@ -86,7 +77,7 @@ def kodak_rows(pf: PostFilter, kodak: Path, qualities, cache: Path, ensemble: in
     for path in tqdm(kodak_paths(kodak), desc="kodak", unit="image"):
         ref = Image.open(path).convert("RGB")
         for q in qualities:
-            data = _heic_file(cache, ref, path.stem, q)
+            data = heic.encode_cached(ref, q, cache, path.stem)
             dec = np.asarray(heic.decode(data))
             qp = heic.quality_to_qp(q)
             row = {"image": path.name, "quality": q, "qp": qp, "bpp": bpp(len(data), *ref.size)}

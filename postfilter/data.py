@@ -62,6 +62,12 @@ def training_photos(folder: Path, val_every: int) -> list[Path]:
     return paths
 
 
+def held_out_photos(folder: Path, val_every: int = 10) -> list[Path]:
+    """The photos of ``folder`` that validate (every ``val_every``-th, sorted by name)."""
+    paths = training_photos(folder, val_every)
+    return [p for i, p in enumerate(paths) if _held_out(i, val_every)]
+
+
 def _held_out(index: int, val_every: int) -> bool:
     """Whether the ``index``-th photo (sorted by name) validates."""
     return index % val_every == val_every - 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 from PIL import Image
 
@@ -47,6 +48,18 @@ def encode(
         buf, quality=quality, chroma=chroma, enc_params=params
     )
     return buf.getvalue()
+
+
+def encode_cached(img: Image.Image, quality: int, cache: Path, name: str) -> bytes:
+    """:func:`encode` of ``img`` (4:4:4) at ``quality``, kept as ``cache/<name>_q<quality>.heic``
+    and read from there when it exists."""
+    path = Path(cache) / f"{name}_q{quality}.heic"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(encode(img, quality, "444"))
+        tmp.replace(path)
+    return path.read_bytes()
 
 
 def decode(data: bytes) -> Image.Image:

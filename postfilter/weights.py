@@ -5,7 +5,8 @@ our codec's quality level, and the size of the blind strength estimator, whose w
 the ``estimator.*`` tensors), a ``model_id``, ``residual_scale``: a JSON list of
 ``[value, scale]`` points, the factor applied to the predicted correction at each told QP
 or quality (interpolated between points, constant beyond them), and ``blind_scale``, the
-factor in blind mode.
+factor in blind mode: one number, or such a list keyed by the value the strength estimator
+reads (:func:`postfilter.calibrate.blind_scales`).
 Restoration files (:mod:`postfilter.restore`) hold ``config`` (with the task) and
 ``model_id``.
 """
@@ -46,16 +47,32 @@ def export_weights(
     path: Path,
     model_id: str,
     residual_scale: Sequence[tuple[float, float]] = ((34.5, 1.0),),
-    blind_scale: float = 1.0,
+    blind_scale: float | Sequence[tuple[float, float]] = 1.0,
 ) -> None:
     """Write ``net`` to ``path`` (safetensors, float32), atomically."""
     meta = {
         "format": FORMAT,
         "model_id": model_id,
-        "residual_scale": json.dumps([[float(q), float(v)] for q, v in residual_scale]),
-        "blind_scale": str(float(blind_scale)),
+        "residual_scale": _points_json(residual_scale),
+        "blind_scale": _points_json(blind_scale),
     }
     _save(net, path, meta)
+
+
+def _points_json(points: float | Sequence[tuple[float, float]]) -> str:
+    """``[[value, scale], ...]`` as JSON; one number as itself."""
+    if isinstance(points, int | float):
+        return str(float(points))
+    return json.dumps([[float(q), float(v)] for q, v in points])
+
+
+def _points(text: str) -> tuple[list[float], list[float]]:
+    """(values, scales), sorted, of :func:`_points_json` text; one number holds everywhere."""
+    points = json.loads(text)
+    if isinstance(points, int | float):
+        points = [[0.0, points]]
+    points = sorted(points)
+    return [float(q) for q, _ in points], [float(v) for _, v in points]
 
 
 def export_restorer(net: Restorer, path: Path, model_id: str) -> None:
@@ -74,12 +91,12 @@ def _save(net: ArtifactNet | Restorer, path: Path, meta: dict[str, str]) -> None
 
 def load_weights(path: Path | str | None = None) -> tuple[ArtifactNet, dict]:
     """The network in eval mode and the file's metadata (default: the shipped weights);
-    ``residual_scale`` is parsed into (values, scales) lists, ``blind_scale`` into a float."""
+    ``residual_scale`` and ``blind_scale`` are parsed into (values, scales) lists (one
+    blind number is one point)."""
 
     def build(meta: dict) -> ArtifactNet:
-        points = sorted(json.loads(meta["residual_scale"]))
-        meta["residual_scale"] = ([float(q) for q, _ in points], [float(v) for _, v in points])
-        meta["blind_scale"] = float(meta["blind_scale"])
+        meta["residual_scale"] = _points(meta["residual_scale"])
+        meta["blind_scale"] = _points(meta["blind_scale"])
         return ArtifactNet(FilterConfig.from_dict(json.loads(meta["config"])))
 
     return _load(Path(path) if path is not None else DEFAULT_WEIGHTS, FORMAT, "post-filter", build)

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from postfilter import DEFAULT_WEIGHTS, PostFilter
+from postfilter.calibrate import BLIND_POINTS, blind_scales
+from postfilter.calibrate import main as calibrate
 from postfilter.estimator import GRID, WINDOW, StrengthEstimator, estimate_window
 from postfilter.holdout import main as holdout
 from postfilter.model import ArtifactNet, FilterConfig
@@ -18,7 +20,7 @@ from postfilter.train_estimator import initial_estimator
 from postfilter.train_estimator import main as train_estimator
 from postfilter.weights import export_weights, load_weights
 
-from .conftest import smooth_image
+from .conftest import smooth_image, write_photos
 
 
 def tiny_filter(path, estimator: int = 0, blocks: int = 2):
@@ -101,7 +103,7 @@ def test_estimator_training_resumes_and_attaches(tmp_path, capsys):
     assert "resumed from" in capsys.readouterr().out
     net, meta = load_weights(export)
     assert net.config.estimator == 4 and meta["model_id"] == "tiny"
-    assert 0 <= meta["blind_scale"] <= 1
+    assert all(0 <= s <= 1 for s in meta["blind_scale"][1])
     with open(export.with_name("with-estimator.estimator_log.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [r["step"] for r in rows if r["val_mae"]] == ["2"]
@@ -164,3 +166,56 @@ def test_holdout_compares_filters_on_caches(tmp_path, capsys):
     assert all(r["pairs"] == 2 and r["told_worst"] <= r["told_qp37"] for r in rows)
     assert holdout(["--cache", str(tmp_path / "none"), "--weights", str(weights[0])]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+class FakePicture:
+    """What :func:`blind_scales` needs of a picture: an estimate, a gain that peaks at scale
+    ``best`` and turns into a loss beyond ``2 * best``, and the gain told its QP."""
+
+    def __init__(self, estimate: float, best: float, told_gain: float = 0.1) -> None:
+        self.estimate, self.best, self.told_gain = estimate, best, told_gain
+
+    def gain(self, scale: float) -> float:
+        return 0.5 * scale * (2 * self.best - scale)
+
+
+def test_blind_scales_damp_where_the_estimate_misleads():
+    pictures = [FakePicture(e, 1.0) for e in (30.0, 37.0) for _ in range(5)]
+    pictures += [FakePicture(23.0, 0.8), FakePicture(30.0, 0.1)]  # the last one misleads
+    table = blind_scales(pictures, max_loss_db=0.03)
+    qps, scales = zip(*table, strict=True)
+    assert qps == BLIND_POINTS
+    for p in pictures:
+        assert p.gain(float(np.interp(p.estimate, qps, scales))) >= -0.03
+    assert np.interp(37.0, qps, scales) == 1.0  # nothing misleads there: full strength
+    assert np.interp(30.0, qps, scales) <= 0.4
+    pictures[-1].told_gain = -1.0  # it loses that much told: the others decide
+    qps, scales = zip(*blind_scales(pictures, max_loss_db=0.03), strict=True)
+    assert np.interp(30.0, qps, scales) > 0.4
+
+
+def test_blind_scale_is_read_per_estimate(tmp_path):
+    net = ArtifactNet(FilterConfig(channels=8, blocks=1, estimator=4))
+    path = tmp_path / "t.safetensors"
+    export_weights(net, path, "t", blind_scale=[(22.0, 0.2), (37.0, 1.0)])
+    pf = PostFilter(path)
+    scales = [pf.residual_scale(None, qp) for qp in (20.0, 29.5, 47.0)]
+    assert scales == pytest.approx([0.2, 0.6, 1.0])
+    export_weights(net, path, "t", blind_scale=0.8)  # one number, as files before the table
+    assert PostFilter(path).residual_scale(None, 30.0) == 0.8
+
+
+def test_calibration_on_whole_pictures_sets_the_blind_table(tmp_path, capsys):
+    weights = tiny_filter(tmp_path / "e.safetensors", estimator=4)
+    photos = write_photos(tmp_path / "photos", 2, 48, 64)
+    out = tmp_path / "calibrated.safetensors"
+    args = [weights, "--pictures", photos, "--heic-cache", tmp_path / "heic", "-o", out]
+    assert calibrate([str(a) for a in args]) == 0
+    assert "blind residual scale: 22.0:" in capsys.readouterr().out
+    _, before = load_weights(weights)
+    _, meta = load_weights(out)
+    assert meta["residual_scale"] == before["residual_scale"]  # told scales kept
+    assert meta["blind_scale"][0] == list(BLIND_POINTS)
+    assert all(0 <= s <= 1 for s in meta["blind_scale"][1])
+    with pytest.raises(SystemExit):  # nothing to calibrate on
+        calibrate([str(weights), "-o", str(out)])
