@@ -31,11 +31,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from evaluation.metrics import psnr
+
 from . import data, heic
 from .api import pad_to, rgb_tensor, rgb_uint8
 from .benchmark import QUALITIES
 from .model import CONDITIONS, ArtifactNet, qp_conditions
-from .train import SCALES, calibrate_scale, psnr
+from .train import SCALES, calibrate_scale
 from .weights import export_weights, load_weights
 
 #: Estimated values (QP) at which blind mode's scale is calibrated; interpolated between.
@@ -103,14 +105,14 @@ def blind_scales(
             affected = [p for p, n in zip(pictures, near, strict=True) if n]
             if not affected:
                 continue
+            floor = np.array([min(p.told_gain, 0.0) - max_loss_db for p in affected])
             best = (-np.inf, table[b])
             for s in (0.0, *SCALES):
                 table[b] = s
-                scales = np.interp([p.estimate for p in affected], points, table)
-                gains = [p.gain(float(k)) for p, k in zip(affected, scales, strict=True)]
-                floor = [min(p.told_gain, 0.0) - max_loss_db for p in affected]
-                if np.all(np.array(gains) >= floor) and np.mean(gains) > best[0]:
-                    best = (float(np.mean(gains)), s)
+                scales = np.interp(estimates[near], points, table)
+                gains = np.array([p.gain(float(k)) for p, k in zip(affected, scales, strict=True)])
+                if np.all(gains >= floor) and gains.mean() > best[0]:
+                    best = (float(gains.mean()), s)
             table[b] = best[1]
     return [(float(q), float(s)) for q, s in zip(points, table, strict=True)]
 
