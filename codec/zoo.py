@@ -25,7 +25,7 @@ from .errors import WeightsError
 from .model import ImportanceCodec, ModelConfig, QualityConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "lcodec-im-v5.safetensors"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "lcodec-im-v6.safetensors"
 TABLE_KEYS = ("tables.y", "tables.z", "tables.map")
 
 

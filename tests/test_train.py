@@ -5,10 +5,14 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from codec import Codec, ImportanceCodec, ModelConfig
+from codec.average import average_models
+from codec.average import main as average_main
+from codec.errors import WeightsError
 from codec.train import main as train
 from codec.zoo import export_weights, load_model
 
@@ -72,3 +76,32 @@ def test_encoder_only_training_leaves_the_decoder_alone(tmp_path):
     changed = {k for k, v in net.state_dict().items() if not torch.equal(v, trained[k])}
     assert changed and all(k.startswith("g_a.") or k == "importance_offset" for k in changed)
     assert any(k.startswith("g_a.") for k in changed)
+
+
+def test_average_of_models_is_their_parameter_mean_and_codes(tmp_path):
+    config = ModelConfig(n=16, m=32, nz=16, nh=16, levels=8)
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.safetensors")
+        export_weights(ImportanceCodec(config), paths[-1])
+    out = tmp_path / "soup.safetensors"
+    average_main([*map(str, paths), "-o", str(out), "--model-id", "soup"])
+    a, b = (load_model(p).state_dict() for p in paths)
+    soup = load_model(out).state_dict()
+    assert torch.allclose(soup["g_a.1.weight"], (a["g_a.1.weight"] + b["g_a.1.weight"]) / 2)
+    assert not torch.equal(soup["g_a.1.weight"], a["g_a.1.weight"])
+    codec = Codec(out)
+    assert codec.model_id == "soup"
+    img = Image.fromarray(smooth_image(48, 40))
+    assert codec.decode(codec.encode(img, quality=3)).size == (40, 48)
+
+
+def test_average_refuses_models_of_different_architectures(tmp_path):
+    for name, m in (("a", 32), ("b", 64)):
+        export_weights(
+            ImportanceCodec(ModelConfig(n=16, m=m, nz=16, nh=16, levels=8)),
+            tmp_path / f"{name}.safetensors",
+        )
+    with pytest.raises(WeightsError, match="architecture"):
+        average_models([tmp_path / "a.safetensors", tmp_path / "b.safetensors"])
