@@ -50,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="averaged weights file")
     p.add_argument("--model-id", help="model id written into the file")
     args = p.parse_args(argv)
-    export_weights(average_models(args.models), args.out, model_id=args.model_id)
+    try:
+        soup = average_models(args.models)
+    except WeightsError as e:
+        raise SystemExit(f"error: {e}") from None
+    export_weights(soup, args.out, model_id=args.model_id)
 
 
 if __name__ == "__main__":

@@ -105,3 +105,12 @@ def test_average_refuses_models_of_different_architectures(tmp_path):
         )
     with pytest.raises(WeightsError, match="architecture"):
         average_models([tmp_path / "a.safetensors", tmp_path / "b.safetensors"])
+
+
+def test_average_cli_reports_missing_weights_in_one_line(tmp_path):
+    out = tmp_path / "soup.safetensors"
+    with pytest.raises(SystemExit, match="^error: model weights not found"):
+        average_main(
+            [str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "-o", str(out)]
+        )
+    assert not out.exists()
