@@ -133,6 +133,7 @@ class Coded:
     encode_s: float
     decode_s: float
     frames: list[tuple[np.ndarray, list[np.ndarray]]]
+    types: str = ""  # the frame types coded ("IPPI..."), where the codec says
 
 
 class VideoCodecUnderTest:
@@ -230,7 +231,8 @@ class Ours(VideoCodecUnderTest):
         image, inter = self.codec.image, self.codec.inter
         if inter is None:
             return f"{image.model_id} {image.digest.hex()} all-intra"
-        choice = " I where cheaper" if self.codec.choose_intra else ""
+        share, jump = self.codec.intra_trial
+        choice = f" I where cheaper, tried at {share:g}/{jump:g}" if self.codec.choose_intra else ""
         return (
             f"{image.model_id} {image.digest.hex()} {inter.model_id} {inter.digest.hex()}{choice}"
         )
@@ -241,15 +243,15 @@ class Ours(VideoCodecUnderTest):
 
         buf = io.BytesIO()
         t0 = time.perf_counter()
-        for _ in self.codec.encode_frames(seq.rgb, buf, seq.fps, quality, gop):
-            pass
+        coded = self.codec.encode_frames(seq.rgb, buf, seq.fps, quality, gop)
+        types = "".join(frame.type for frame in coded)
         t1 = time.perf_counter()
         buf.seek(0)
         header = read_header(buf)
         rgb = list(self.codec.decode_frames(header, read_frames(buf, header)))
         t2 = time.perf_counter()
         out = [(x, planes(to_yuv420(x, seq.full_range))) for x in rgb]
-        return Coded(len(buf.getvalue()), t1 - t0, t2 - t1, out)
+        return Coded(len(buf.getvalue()), t1 - t0, t2 - t1, out, types)
 
 
 OURS_NAMES = ("ours", "ours-intra")

@@ -188,6 +188,43 @@ def test_a_planned_p_frame_becomes_an_i_frame_where_cheaper(tmp_path, tiny_codec
     assert all(f.bytes < 10**5 for f in summary.frames)
 
 
+def test_an_i_frame_is_tried_only_where_the_p_frame_cost_rises(tmp_path, tiny_codec) -> None:
+    class Scripted:  # predicts perfectly; the payload sizes are given per frame
+        model_id, digest, qualities = "scripted", bytes(8), 8
+
+        def __init__(self, sizes):
+            self.sizes = iter(sizes)
+
+        def encode(self, frame, reference, quality):
+            return bytes(next(self.sizes)), frame
+
+    src = tmp_path / "in.mkv"
+    write_clip(src, frames_of(6, 32, 48))
+    calls: list[int] = []
+
+    class Spy:  # the tiny image codec, counting its encodes
+        def __getattr__(self, name):
+            return getattr(tiny_codec, name)
+
+        def encode(self, rgb, quality):
+            calls.append(quality)
+            return tiny_codec.encode(rgb, quality=quality)
+
+    def coded(sizes: list[int]) -> str:
+        calls.clear()
+        summary = encode_video(
+            src, tmp_path / "a.lcv", gop=8, codec=VideoCodec(Spy(), Scripted(sizes))
+        )
+        return "".join(f.type for f in summary.frames)
+
+    # 1-byte P-frames: far below the I-frame's cost and steady: no I-frame tried
+    assert coded([1, 1, 1, 1, 1]) == "IPPPPP" and len(calls) == 1
+    # 1 byte to 3: a jump of 3x, so frame 3 tries an I-frame (it costs more); then steady
+    assert coded([1, 1, 3, 3, 3]) == "IPPPPP" and len(calls) == 2
+    # P-frames far dearer than the I-frame: every one tries an I-frame and keeps it
+    assert coded([10**5] * 5) == "IIIIII" and len(calls) == 6
+
+
 def test_cli_inter_model(tmp_path, tiny_weights, inter_weights, capsys) -> None:
     src, lcv, out = tmp_path / "in.y4m", tmp_path / "a.lcv", tmp_path / "out.y4m"
     write_clip(src, frames_of(3, 32, 48))
