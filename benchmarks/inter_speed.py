@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.report import environment
+from evaluation.report import write_report
 
 from .speed import _time
 
@@ -72,11 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         "decode_s": _time(lambda: coder.decode(payload, ref), args.repeat),
         "forward_s": forward_s,
         "payload_bytes": len(payload),
-        "machine": environment(),
     }
     print(json.dumps(result, indent=2))
     if args.output:
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        write_report(args.output, result)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ both; the rule is free where bytes and types are the same.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
-from evaluation.report import environment
+from evaluation.report import write_report
 
 EVERY = (0.0, 0.0)  # the trial thresholds that try every planned P-frame
 
@@ -67,10 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         "threads": args.threads,
         "rules": {name: list(trial) for name, trial in rules.items()},
         "results": rows,
-        "machine": environment(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

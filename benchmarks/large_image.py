@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.report import environment
+from evaluation.report import write_report
 
 from .isolated import measure
 
@@ -78,11 +78,9 @@ def main() -> None:
         "psnr": psnr,
         "encode": enc,
         "decode": dec,
-        "machine": environment(),
     }
     print(json.dumps(report, indent=2))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

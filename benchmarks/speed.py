@@ -11,12 +11,11 @@ uses random weights: its speed does not depend on them.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
-from evaluation.report import environment
+from evaluation.report import write_report
 
 from .isolated import measure
 
@@ -90,11 +89,9 @@ def main() -> None:
         "threads": args.threads,
         "repeat": args.repeat,
         "quality": args.quality,
-        "machine": environment(),
         "results": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

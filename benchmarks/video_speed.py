@@ -11,12 +11,11 @@ encode and decode frames per second; the target is 2 each at 416x240 on 2 CPU co
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
-from evaluation.report import environment
+from evaluation.report import write_report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,10 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         "gop": args.gop,
         "threads": args.threads,
         "results": rows,
-        "machine": environment(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

@@ -156,6 +156,12 @@ def write_json(path: Path, result: dict) -> None:
     write_text_atomic(path, json.dumps(_rounded(result), indent=1, allow_nan=False) + "\n")
 
 
+def write_report(path: Path, report: dict) -> None:
+    """Write a benchmark's ``report`` as JSON, with the :func:`environment` its timings ran
+    in under ``"machine"``."""
+    write_text_atomic(path, json.dumps({**report, "machine": environment()}, indent=2) + "\n")
+
+
 def write_csv(path: Path, points: list[dict], columns: Sequence[str] = CSV_COLUMNS) -> None:
     """One row per point, ``columns`` only (by default: per codec and quality, leading
     columns as in a reference CSV)."""
