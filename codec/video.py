@@ -119,10 +119,9 @@ class VideoCodec:
 
     #: A planned P-frame is also coded as an I-frame, to keep the cheaper, where its cost
     #: reaches ``share`` times the latest I-frame's or ``jump`` times the previous frame's.
-    #: On crops of the training clips at qualities 1, 4 and 8 (342 P-frames, a synthetic
-    #: scene cut among them) an I-frame was cheaper 8 times, each at a P/I cost ratio of
-    #: 0.97 or more; (0.85, 1.5) tried 31 of the 342 and missed none.  (0, 0) tries every
-    #: P-frame.
+    #: Chosen on crops of the training clips, where an I-frame won only at a P/I cost ratio
+    #: near 1 or at a scene cut; on the test sequences it codes the same bytes as trying
+    #: every P-frame (``benchmarks/intra_trial.py``), which ``(0, 0)`` does.
     intra_trial: tuple[float, float] = (0.85, 1.5)
 
     def __init__(
