@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .io import CliError, atomic_path, read_bytes, write_atomic
 
@@ -215,12 +215,14 @@ def _enhance(args: argparse.Namespace) -> str:
     if is_video:
         n = _enhance_video(pf, src, dst, settings, progress=not args.quiet)
         return f"{dst}: {n} frames enhanced with {pf.model_id} ({how})"
-    restored, told = pf.restore(_rgb(_read_image(src)), *settings)
+    image = _read_image(src)
+    restored, told = pf.restore(_rgb(image), *settings)
     if qp is None and told is not None:
         how = f"blind, QP estimated at {told:.1f}"
     out = Image.fromarray(restored)
     fmt = Image.registered_extensions()[out_ext]
-    write_atomic(dst, lambda tmp: out.save(tmp, format=fmt))
+    icc = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
+    write_atomic(dst, lambda tmp: out.save(tmp, format=fmt, **icc))
     return f"{dst}: enhanced with {pf.model_id} ({how})"
 
 
@@ -254,15 +256,16 @@ def _rgb(image: Image.Image):
 
 
 def _read_image(path: Path) -> Image.Image:
-    """The decoded picture in ``path`` (any Pillow format, or HEIC/HEIF)."""
+    """The decoded picture in ``path`` (any Pillow format, or HEIC/HEIF), turned upright as
+    its EXIF orientation says (the output keeps no EXIF)."""
     try:
         if path.suffix.lower() in HEIF_EXTS:
             from postfilter.heic import decode
 
-            return decode(read_bytes(path))
+            return ImageOps.exif_transpose(decode(read_bytes(path)))
         with Image.open(path) as im:
             im.load()
-            return im.copy()
+            return ImageOps.exif_transpose(im)
     except CliError:
         raise
     except Exception as e:  # any decoder failure means a bad input file

@@ -100,7 +100,7 @@ def cmd_encode(args) -> int:
     )
     write_atomic(args.output, lambda tmp: tmp.write_bytes(data))
     h, w = pic.rgb.shape[:2]
-    note = " (alpha channel dropped)" if pic.alpha_dropped else ""
+    note = f" ({'; '.join(pic.changes)})" if pic.changes else ""
     print(f"{args.output}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp{note}")
     return 0
 

@@ -2,17 +2,22 @@
 
 Accepted: anything Pillow opens, 8-bit (16-bit input is reduced to 8 bits),
 RGB or grayscale.  Grayscale is coded as RGB and decoded back to one channel.
-An alpha channel is dropped (the codec has no alpha plane); callers are told so
-through :attr:`Picture.alpha_dropped`.  Palette images are expanded.
+The file keeps pixels and nothing else, so what a viewer would have applied is applied
+here: a picture is turned upright as its EXIF orientation says, and colours with an
+embedded ICC profile other than sRGB are converted to sRGB (CMYK included).  An alpha
+channel is dropped (the codec has no alpha plane), and of an animation or a multi-page
+file only the first frame is coded.  Each of these changes is listed, in words, in
+:attr:`Picture.changes`.  Palette images are expanded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 #: Largest picture accepted (pixels); bigger ones are refused, not swapped to death.
 MAX_PIXELS = 16384 * 16384
@@ -28,6 +33,7 @@ class Picture:
     rgb: np.ndarray  # (H, W, 3) uint8
     channels: int  # 1 = grayscale source, 3 = colour
     alpha_dropped: bool = False
+    changes: list[str] = field(default_factory=list)  # what was done to the input, in words
 
 
 def to_picture(image: Image.Image | np.ndarray | str | Path) -> Picture:
@@ -61,15 +67,53 @@ def _from_pil(im: Image.Image) -> Picture:
         raise ImageError(f"image too large: {im.width}x{im.height}")
     if im.width == 0 or im.height == 0:
         raise ImageError("empty image")
+    if im.mode == "F":
+        raise ImageError("32-bit float pictures are not supported (convert to 8 or 16 bits)")
+    changes = []
+    if getattr(im, "n_frames", 1) > 1:
+        changes.append(f"first of {im.n_frames} frames")
+    im, turned = upright(im)
+    if turned:
+        changes.append("turned upright as its EXIF orientation says")
     alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
         im.mode == "P" and "transparency" in im.info
     )
+    if alpha:
+        changes.append("alpha channel dropped")
     if im.mode.startswith("I;16") or im.mode == "I":
         gray = (np.asarray(im, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-        return _from_array(gray)
+        return Picture(_from_array(gray).rgb, 1, changes=changes)
     gray = im.mode in ("1", "L", "LA", "La") or (im.mode == "P" and _palette_is_gray(im))
-    rgb = np.asarray(im.convert("RGB"))
-    return Picture(np.ascontiguousarray(rgb), 1 if gray else 3, alpha)
+    rgb, change = _to_srgb(im)
+    if change:
+        changes.append(change)
+    return Picture(np.ascontiguousarray(rgb), 1 if gray else 3, alpha, changes)
+
+
+def upright(im: Image.Image) -> tuple[Image.Image, bool]:
+    """``im`` turned as its EXIF orientation tag says viewers show it, and whether it was."""
+    if im.getexif().get(ExifTags.Base.Orientation, 1) in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(im), True
+    return im, False
+
+
+def _to_srgb(im: Image.Image) -> tuple[np.ndarray, str | None]:
+    """RGB pixels of ``im`` in sRGB, and what was done about its ICC profile (None where it
+    has none, or an sRGB or grayscale one).  An unreadable profile is ignored, as viewers
+    ignore it."""
+    icc = im.info.get("icc_profile")
+    if icc and im.mode in ("RGB", "RGBA", "CMYK", "P"):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            name = ImageCms.getProfileDescription(source).strip() or "unnamed"
+            if "srgb" not in name.lower():
+                mode = "CMYK" if im.mode == "CMYK" else "RGB"
+                srgb = ImageCms.createProfile("sRGB")
+                rgb = ImageCms.profileToProfile(im.convert(mode), source, srgb, outputMode="RGB")
+                return np.asarray(rgb), f"colours converted from ICC profile '{name}' to sRGB"
+        except (ImageCms.PyCMSError, OSError, ValueError) as e:
+            return np.asarray(im.convert("RGB")), f"unreadable ICC profile ignored ({e})"
+    return np.asarray(im.convert("RGB")), None
 
 
 def _palette_is_gray(im: Image.Image) -> bool:
@@ -88,7 +132,9 @@ def _from_array(a: np.ndarray) -> Picture:
         raise ImageError(f"image too large: {a.shape[1]}x{a.shape[0]}")
     if a.shape[2] == 1:
         return Picture(np.ascontiguousarray(np.repeat(a, 3, axis=2)), 1)
-    return Picture(np.ascontiguousarray(a[..., :3]), 3, alpha_dropped=a.shape[2] == 4)
+    alpha = a.shape[2] == 4
+    changes = ["alpha channel dropped"] if alpha else []
+    return Picture(np.ascontiguousarray(a[..., :3]), 3, alpha, changes)
 
 
 def to_pil(rgb: np.ndarray, channels: int) -> Image.Image:

@@ -197,10 +197,12 @@ def restore_image(
     blur: float | None = None,
     tile: int = DEFAULT_TILE,
 ) -> Image.Image:
-    """``runner`` on a PIL image; grayscale stays grayscale, alpha is kept (resized for
-    super-resolution)."""
-    from codec.image import to_picture, to_pil  # not at the top: codec imports CompressAI
+    """``runner`` on a PIL image turned upright (its EXIF orientation) and in sRGB (its ICC
+    profile), as :mod:`codec.image` reads pictures; grayscale stays grayscale, alpha is
+    kept (resized for super-resolution)."""
+    from codec.image import to_picture, to_pil, upright  # codec imports CompressAI
 
+    image = upright(image)[0]
     pic = to_picture(image)
     out = to_pil(runner(pic.rgb, sigma, blur, tile), pic.channels)
     if pic.alpha_dropped:

@@ -57,6 +57,17 @@ def test_target_bpp(tmp_path, png, tiny_weights, capsys):
     assert lcf.stat().st_size * 8 / (56 * 40) <= 8
 
 
+def test_encode_reports_what_it_changed(tmp_path, tiny_weights, capsys):
+    src, lcf, dec = tmp_path / "in.jpg", tmp_path / "a.lcf", tmp_path / "a.png"
+    exif = Image.Exif()
+    exif[0x0112] = 8  # viewers rotate 90 degrees counter-clockwise
+    Image.fromarray(smooth_image(40, 56)).save(src, exif=exif.tobytes())
+    code, out, _ = run(["--model", tiny_weights, "encode", src, "-o", lcf], capsys)
+    assert code == 0 and "(turned upright as its EXIF orientation says)" in out
+    run(["--model", tiny_weights, "decode", lcf, "-o", dec], capsys)
+    assert Image.open(dec).size == (40, 56)
+
+
 def _assert_clean_error(code, err, output):
     assert code == 2
     lines = err.strip().splitlines()

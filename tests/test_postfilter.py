@@ -281,6 +281,17 @@ def test_cli_round_trip(inputs, tiny_pf, capsys, name, extra, how):
     assert Image.open(out).size == (64, 48)
 
 
+def test_cli_turns_upright_and_keeps_the_icc_profile(tmp_path, tiny_pf, capsys):
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    icc = b"any profile: the filter works on the coded values and passes it on"
+    Image.fromarray(smooth_image(48, 64)).save(src, exif=exif.tobytes(), icc_profile=icc)
+    assert run_cli([src, "-o", out, "--weights", tiny_pf, "--qp", "37"], capsys)[0] == 0
+    with Image.open(out) as im:
+        assert im.size == (48, 64) and im.info["icc_profile"] == icc
+
+
 def test_cli_video_round_trip(tmp_path, tiny_pf, capsys):
     import av
 
