@@ -332,6 +332,8 @@ def _filter_frames(pf, inp, out, codec: str, settings: tuple, progress: bool) ->
             )
         if not frames and codec != "ffv1":
             ost.codec_context.color_range = ColorRange.JPEG if full else ColorRange.MPEG
+        elif not frames and frame.rotation:  # players turn the FFV1 output as the source
+            ost.set_display_rotation(frame.rotation)
         out.mux(ost.encode(new))
         frames += 1
     out.mux(ost.encode(None))

@@ -122,6 +122,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         f"{args.output}: {len(summary.frames)} frames ({types['I']} I, {types['P']} P;"
         f" gop {gop} requested{_all_intra_note(summary.header.inter_id)}),"
         f" {summary.bytes} bytes, {summary.bpp:.4f} bpp"
+        + (f" ({'; '.join(summary.changes)})" if summary.changes else "")
     )
     return 0
 

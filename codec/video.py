@@ -289,6 +289,7 @@ class VideoSummary:
     header: VideoHeader
     frames: list[CodedFrame] = field(default_factory=list)
     damage: FrameDamaged | None = None  # the first damaged frame, when there is one
+    changes: list[str] = field(default_factory=list)  # done to the source when coding it
 
     @property
     def bytes(self) -> int:
@@ -361,7 +362,7 @@ def encode_video(
             tqdm(coded, total=clip.frames, desc="encode", unit="frame", disable=not progress)
         )
     with open(dst, "rb") as f:
-        return VideoSummary(read_header(f), frames)
+        return VideoSummary(read_header(f), frames, changes=clip.changes)
 
 
 def decode_video(

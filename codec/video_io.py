@@ -115,7 +115,11 @@ def parse_fps(text: str) -> Fraction:
 class ClipReader:
     """The frames of a video file as RGB arrays: ``with ClipReader(path) as clip``, then
     ``clip.width``, ``clip.height``, ``clip.fps``, ``clip.frames`` (None if unknown) and
-    ``for rgb in clip``.  Raw ``.yuv`` needs ``size`` (width, height) and ``fps``."""
+    ``for rgb in clip``.  Raw ``.yuv`` needs ``size`` (width, height) and ``fps``.
+
+    Frames are turned upright as the stream's display matrix says (phones film portrait
+    video as landscape frames and a 90-degree rotation); ``clip.changes`` names that, and
+    audio left behind, in words."""
 
     def __init__(
         self,
@@ -144,8 +148,21 @@ class ClipReader:
             self.close()
             raise VideoIOError(f"no video stream in {self.path}")
         self._stream = self._container.streams.video[0]
-        ctx = self._stream.codec_context
-        self.width, self.height = ctx.width, ctx.height
+        self._decoded = self._container.decode(self._stream)
+        try:
+            self._first = self._next_frame(0)
+        except VideoIOError:
+            self.close()
+            raise
+        self._coded_size = (self._first.width, self._first.height)
+        self.turns = round(self._first.rotation / 90) % 4  # counter-clockwise quarter turns
+        self.width, self.height = self._coded_size[:: -1 if self.turns % 2 else 1]
+        self.changes: list[str] = []
+        if self.turns:
+            turn = ("", "90 degrees counter-clockwise", "180 degrees", "90 degrees clockwise")
+            self.changes.append(f"turned {turn[self.turns]} as its display matrix says")
+        if self._container.streams.audio:
+            self.changes.append("audio not coded")
         self.fps = fps or self._stream.average_rate or self._stream.guessed_rate
         if not self.fps:
             self.close()
@@ -166,18 +183,25 @@ class ClipReader:
             )
         return total // frame_bytes
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        index = 0
+    def _next_frame(self, index: int) -> av.VideoFrame | None:
+        """Frame ``index`` (counted from 0) from the decoder, None after the last one."""
         try:
-            for frame in self._container.decode(self._stream):
-                if (frame.width, frame.height) != (self.width, self.height):
-                    raise VideoIOError(f"frame size changes at frame {index} of {self.path}")
-                yield to_rgb(frame)
-                index += 1
+            frame = next(self._decoded, None)
         except av.FFmpegError as e:
             raise VideoIOError(f"cannot decode frame {index} of {self.path}: {e}") from None
-        if index == 0:
+        if frame is None and index == 0:
             raise VideoIOError(f"no frames in {self.path}")
+        return frame
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        frame, index = self._first, 0
+        while frame is not None:
+            if (frame.width, frame.height) != self._coded_size:
+                raise VideoIOError(f"frame size changes at frame {index} of {self.path}")
+            rgb = to_rgb(frame)
+            yield np.ascontiguousarray(np.rot90(rgb, self.turns)) if self.turns else rgb
+            index += 1
+            frame = self._next_frame(index)
 
     def close(self) -> None:
         self._container.close()

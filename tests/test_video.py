@@ -237,6 +237,30 @@ class LosslessResidual:
         return (reference + diff).astype(np.uint8)
 
 
+def test_reader_turns_frames_upright_and_names_audio_left_out(tmp_path) -> None:
+    """A phone's portrait clip: landscape frames, a 90-degree display matrix, and sound."""
+    path, frames = tmp_path / "phone.mkv", frames_of(2, 32, 48)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("ffv1", rate=FPS)
+        s.height, s.width, s.pix_fmt = 32, 48, "bgr0"
+        s.set_display_rotation(-90)  # clockwise: the phone was held upright
+        sound = out.add_stream("pcm_s16le", rate=8000, layout="mono")
+        for rgb in frames:
+            out.mux(s.encode(av.VideoFrame.from_ndarray(rgb, "rgb24").reformat(format="bgr0")))
+        out.mux(s.encode(None))
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), "s16", "mono")
+        samples.rate = 8000
+        out.mux(sound.encode(samples))
+    with ClipReader(path) as clip:
+        assert (clip.width, clip.height) == (32, 48)
+        assert clip.changes == [
+            "turned 90 degrees clockwise as its display matrix says",
+            "audio not coded",
+        ]
+        got = list(clip)
+    assert len(got) == 2 and np.array_equal(got[1], np.rot90(frames[1], -1))
+
+
 def test_p_frame_seam(tmp_path, tiny_codec, video_codec) -> None:
     inter = VideoCodec(tiny_codec, LosslessResidual())
     src, dst = tmp_path / "in.mkv", tmp_path / "a.lcv"
