@@ -126,7 +126,7 @@ def decode_enhancer(
     _check_options(args.enhance, args)
     if args.enhance == "artifacts":
         try:
-            return lcodec_enhancer(header, args.enhance_weights)
+            return lcodec_enhancer(header, args.enhance_weights, progress=True)
         except PostFilterError as e:
             raise CliError(str(e)) from None
     sigma, blur = check_conditions(args.enhance, args.sigma, args.blur_sigma)
@@ -134,7 +134,7 @@ def decode_enhancer(
 
     def restore(image: Image.Image) -> Image.Image:
         with one_thread():  # decoded pixels must not depend on the thread count
-            return restore_image(image, runner, sigma, blur)
+            return restore_image(image, runner, sigma, blur, progress=True)
 
     return restore
 
@@ -216,7 +216,7 @@ def _enhance(args: argparse.Namespace) -> str:
         n = _enhance_video(pf, src, dst, settings, progress=not args.quiet)
         return f"{dst}: {n} frames enhanced with {pf.model_id} ({how})"
     image = _read_image(src)
-    restored, told = pf.restore(_rgb(image), *settings)
+    restored, told = pf.restore(_rgb(image), *settings, progress=not args.quiet)
     if qp is None and told is not None:
         how = f"blind, QP estimated at {told:.1f}"
     out = Image.fromarray(restored)
@@ -243,7 +243,7 @@ def _restore(args: argparse.Namespace, src: Path, dst: Path) -> str:
         done = f"deblurred with {runner.model_id} (blur sigma {blur:g}, noise sigma {sigma:g})"
     else:
         done = f"upscaled x{runner.scale} with {runner.model_id}"
-    out = restore_image(image, runner, sigma, blur, args.tile)
+    out = restore_image(image, runner, sigma, blur, args.tile, progress=not args.quiet)
     fmt = Image.registered_extensions()[dst.suffix.lower()]
     write_atomic(dst, lambda tmp: out.save(tmp, format=fmt))
     return f"{dst}: {done}"

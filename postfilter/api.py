@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tqdm import tqdm
 
 from evaluation.metrics import rgb_array
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from codec import Codec
 
 DEFAULT_TILE = 512
+BAR_TILES = 8  # pictures of fewer tiles are done too soon for a progress bar
 #: Self-ensemble by default: the mean correction of the picture and its left-right flip
 #: (hevc-artifacts-v4 on the held-out photos at QP 37: +0.04 dB and a better worst case, for
 #: twice the work; all four flips add +0.007 dB more for twice that again).
@@ -58,6 +60,14 @@ def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """``x`` (...,H,W) padded at the bottom and right, replicating edges, to multiples."""
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
+
+
+def tiles_progress(windows: Iterator, progress: bool) -> Iterable:
+    """``windows`` (of :func:`tile_windows`) with a progress bar where ``progress`` is set,
+    there are at least :data:`BAR_TILES` of them and stderr is a terminal."""
+    windows = list(windows)
+    show = progress and len(windows) >= BAR_TILES
+    return tqdm(windows, unit="tile", leave=False, disable=None if show else True)
 
 
 def tile_windows(
@@ -140,12 +150,13 @@ class PostFilter:
         qp: float | None = None,
         tile: int = DEFAULT_TILE,
         ensemble: int = DEFAULT_ENSEMBLE,
+        progress: bool = False,
     ) -> np.ndarray:
         """Restored copy of ``rgb`` (HxWx3 uint8), the filter told ``qp`` (the HEVC QP, or
         the quality level for a filter of our codec's decodes; clamped to the trained range),
         or blind when ``qp`` is None; the correction is the mean over ``ensemble`` flips of
-        the picture (1, 2 or 4)."""
-        return self.restore(rgb, qp, tile, ensemble)[0]
+        the picture (1, 2 or 4).  ``progress``: a bar over the tiles of a large picture."""
+        return self.restore(rgb, qp, tile, ensemble, progress)[0]
 
     @torch.no_grad()
     def restore(
@@ -154,6 +165,7 @@ class PostFilter:
         qp: float | None = None,
         tile: int = DEFAULT_TILE,
         ensemble: int = DEFAULT_ENSEMBLE,
+        progress: bool = False,
     ) -> tuple[np.ndarray, float | None]:
         """What :meth:`__call__` returns, and the value the filter was told: ``qp`` clamped,
         blind mode's estimate, or None (blind, without a strength estimator)."""
@@ -173,8 +185,9 @@ class PostFilter:
                 told = qp = min(max(qp, kind.low), kind.high)
                 cond = qp_conditions(torch.tensor([qp]), kind=self.condition)
             res = torch.empty_like(x)
-            for (rows, cols), (in_rows, in_cols), (out_rows, out_cols) in tile_windows(
-                *x.shape[-2:], tile, self.context
+            windows = tile_windows(*x.shape[-2:], tile, self.context)
+            for (rows, cols), (in_rows, in_cols), (out_rows, out_cols) in tiles_progress(
+                windows, progress
             ):
                 part = self._residual(x[..., rows, cols], cond, ensemble)
                 res[..., out_rows, out_cols] = part[..., in_rows, in_cols]
@@ -239,14 +252,15 @@ def enhance(
 
 
 def lcodec_enhancer(
-    header: Header, weights: Path | str | None = None
+    header: Header, weights: Path | str | None = None, progress: bool = False
 ) -> Callable[[Image.Image], Image.Image]:
     """The artefact filter for the picture our codec decodes from a file with ``header``:
     told the file's quality level, in float32 on one thread in the default tiles, so that
     the pixels depend on the file alone, not on the thread count
     (:func:`codec.determinism.one_thread`; the summation order of a convolution can depend
     on its input's size, so the tiles are not an option here); without the self-ensemble,
-    which would make that path 2x slower; grayscale stays grayscale.
+    which would make that path 2x slower; grayscale stays grayscale.  ``progress``: a bar
+    over the tiles of a large picture.
 
     Checked here, before anything is decoded: files of the low-rate mode (coded downscaled,
     restored by super-resolution) are refused, and so are weights of HEVC filters.
@@ -262,7 +276,8 @@ def lcodec_enhancer(
 
     def restore(image: Image.Image) -> Image.Image:
         with one_thread():
-            out = Image.fromarray(pf(rgb_array(image), header.quality, ensemble=1))
+            restored = pf(rgb_array(image), header.quality, ensemble=1, progress=progress)
+            out = Image.fromarray(restored)
         return out.convert("L") if image.mode == "L" else out
 
     return restore

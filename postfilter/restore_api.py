@@ -23,7 +23,7 @@ from PIL import Image
 from evaluation.metrics import rgb_array
 
 from . import restore
-from .api import pad_to, rgb_tensor, rgb_uint8, tile_windows
+from .api import pad_to, rgb_tensor, rgb_uint8, tile_windows, tiles_progress
 from .weights import RESTORE_WEIGHTS, PostFilterError, load_restorer
 
 DEFAULT_TILE = 512  # tile side in input pixels
@@ -116,7 +116,7 @@ class RestoreRunner:
         )
 
     def _tiles(
-        self, x: torch.Tensor | np.ndarray, cond: tuple, tile: int
+        self, x: torch.Tensor | np.ndarray, cond: tuple, tile: int, progress: bool = False
     ) -> Iterator[tuple[slice, slice, torch.Tensor]]:
         """(output rows, output columns, restored (1,3,h,w) float tile) covering the output.
 
@@ -125,9 +125,8 @@ class RestoreRunner:
         """
         is_array = isinstance(x, np.ndarray)
         h, w = x.shape[:2] if is_array else x.shape[-2:]
-        for (rows, cols), (in_rows, in_cols), place in tile_windows(
-            h, w, tile, self.context, self.scale
-        ):
+        windows = tile_windows(h, w, tile, self.context, self.scale)
+        for (rows, cols), (in_rows, in_cols), place in tiles_progress(windows, progress):
             part = self.net(rgb_tensor(x[rows, cols]) if is_array else x[..., rows, cols], *cond)
             yield *place, part[..., in_rows, in_cols]
 
@@ -161,16 +160,18 @@ class RestoreRunner:
         sigma: float | None = None,
         blur: float | None = None,
         tile: int = DEFAULT_TILE,
+        progress: bool = False,
     ) -> np.ndarray:
         """Restored HxWx3 uint8 (times the scale for super-resolution) of ``rgb``; as
-        :meth:`restore`, without holding the whole picture as floats."""
+        :meth:`restore`, without holding the whole picture as floats.  ``progress``: a bar
+        over the tiles of a large picture."""
         rgb = rgb_array(rgb)
         cond = self._conditions(rgb, sigma, blur, tile)
         k, (h, w) = self.scale, rgb.shape[:2]
         if k == 1 and (h % 2 or w % 2):
             rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         out = np.empty((rgb.shape[0] * k, rgb.shape[1] * k, 3), np.uint8)
-        for rows, cols, part in self._tiles(rgb, cond, tile):
+        for rows, cols, part in self._tiles(rgb, cond, tile, progress):
             out[rows, cols] = rgb_uint8(part)
         return out[: h * k, : w * k]
 
@@ -196,15 +197,17 @@ def restore_image(
     sigma: float | None = None,
     blur: float | None = None,
     tile: int = DEFAULT_TILE,
+    progress: bool = False,
 ) -> Image.Image:
     """``runner`` on a PIL image turned upright (its EXIF orientation) and in sRGB (its ICC
     profile), as :mod:`codec.image` reads pictures; grayscale stays grayscale, alpha is
-    kept (resized for super-resolution)."""
+    kept (resized for super-resolution).  ``progress``: a bar over the tiles of a large
+    picture."""
     from codec.image import to_picture, to_pil, upright  # codec imports CompressAI
 
     image = upright(image)[0]
     pic = to_picture(image)
-    out = to_pil(runner(pic.rgb, sigma, blur, tile), pic.channels)
+    out = to_pil(runner(pic.rgb, sigma, blur, tile, progress), pic.channels)
     if pic.alpha_dropped:
         alpha = image.convert("RGBA" if pic.channels == 3 else "LA").getchannel("A")
         out.putalpha(alpha.resize(out.size, Image.Resampling.BICUBIC))

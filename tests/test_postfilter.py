@@ -61,6 +61,7 @@ def test_tiles_match_untiled(tiny_pf):
     rgb = smooth_image(90, 131, seed=3)
     diff = pf(rgb, 37.0, tile=16).astype(int) - pf(rgb, 37.0, tile=512).astype(int)
     assert np.abs(diff).max() <= 1
+    assert np.array_equal(pf(rgb, 37.0, tile=16, progress=True), pf(rgb, 37.0, tile=16))
 
 
 def test_enhance_keeps_size_and_alpha(tiny_pf):
