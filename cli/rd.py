@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--no-cache", action="store_true", help="recompute everything (no <output>.cache.jsonl)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
-    from evaluation.video import add_arguments
+    from evaluation.video_options import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=run)

@@ -8,7 +8,7 @@ Quick use::
 
 To code many pictures, load the model once: ``model = codec.load_model()`` and
 call ``model.encode`` / ``model.decode``.  ``encode`` takes a path, a PIL image
-or a ``uint8`` array (H, W[, 3|4]); alpha is dropped.
+or a ``uint8`` array (H, W[, 3|4]), read as viewers show it (:mod:`codec.image`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """The model classes, imported on first use: they load CompressAI, which takes seconds
-    that ``lcodec info`` or ``lcodec enhance`` should not pay."""
+    """The model classes, imported on first use: they load PyTorch, which takes seconds
+    that ``lcodec info`` should not pay."""
     if name == "Codec":
         from .coder import Codec
 

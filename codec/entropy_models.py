@@ -9,7 +9,8 @@ table, whatever the machine.
 * The latent ``y`` uses a quantized Gaussian: its mean comes from the hyperprior,
   its scale is snapped to one of ``NUM_SCALES`` log-spaced scales.
 * The hyper-latent ``z`` uses a learned factorized density per channel
-  (CompressAI's ``EntropyBottleneck``), tabulated over a fixed integer range.
+  (:class:`FactorizedDensity`, CompressAI's ``EntropyBottleneck``), tabulated over a fixed
+  integer range.
 * The importance map uses a learned categorical per quality level.
 """
 
@@ -19,7 +20,10 @@ import math
 
 import numpy as np
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .ops import LowerBound
 
 #: Fractional bits of the fixed-point numbers the hyper-synthesis emits.
 FIXED_BITS = 8
@@ -38,6 +42,90 @@ Z_TAIL = 63
 #: Frequencies of every table sum to 2**PRECISION.
 PRECISION = 16
 LIKELIHOOD_BOUND = 1e-9
+
+
+class FactorizedDensity(nn.Module):
+    """A learned density per channel, the same for every position (Balle et al. 2018,
+    appendix 6.1): the cumulative of each channel is a small monotonic network of the value
+    (``filters`` hidden widths, ``matrices`` kept positive by a softplus, ``tanh`` gates),
+    so the likelihood of a quantized value ``v`` is ``cdf(v + 1/2) - cdf(v - 1/2)``.
+
+    ``quantiles`` (channels, 1, 3) track each channel's ``tail_mass`` tails and median
+    through :meth:`loss`, an auxiliary loss on those parameters alone.  CompressAI's
+    ``EntropyBottleneck`` (the parts the codec uses), with the same parameter names; its
+    coding caches (``_offset``, ``_quantized_cdf``, ``_cdf_length``) are ignored when a
+    state dict has them: this codec codes with the tables of :func:`factorized_tables`.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        tail_mass: float = 1e-9,
+        init_scale: float = 10.0,
+        filters: tuple[int, ...] = (3, 3, 3, 3),
+    ) -> None:
+        super().__init__()
+        self.likelihood_lower_bound = LowerBound(LIKELIHOOD_BOUND)
+        self.matrices, self.biases, self.factors = (nn.ParameterList() for _ in range(3))
+        widths = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(filters) + 1))
+        for i in range(len(filters) + 1):
+            init = np.log(np.expm1(1 / scale / widths[i + 1]))
+            matrix = torch.full((channels, widths[i + 1], widths[i]), float(init))
+            self.matrices.append(nn.Parameter(matrix))
+            bias = torch.empty(channels, widths[i + 1], 1)
+            self.biases.append(nn.Parameter(nn.init.uniform_(bias, -0.5, 0.5)))
+            if i < len(filters):
+                self.factors.append(nn.Parameter(torch.zeros(channels, widths[i + 1], 1)))
+        quantiles = torch.tensor([-init_scale, 0.0, init_scale]).repeat(channels, 1, 1)
+        self.quantiles = nn.Parameter(quantiles)
+        target = np.log(2 / tail_mass - 1)
+        self.register_buffer("target", torch.tensor([-target, 0.0, target], dtype=torch.float32))
+
+    def _load_from_state_dict(self, state: dict, prefix: str, *args) -> None:
+        for cache in ("_offset", "_quantized_cdf", "_cdf_length"):  # CompressAI's, unused
+            state.pop(prefix + cache, None)
+        super()._load_from_state_dict(state, prefix, *args)
+
+    def _logits_cumulative(self, values: Tensor, stop_gradient: bool) -> Tensor:
+        """The logit of each channel's cumulative at ``values`` (channels, 1, n)."""
+        logits = values
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases, strict=True)):
+            matrix, bias = (matrix.detach(), bias.detach()) if stop_gradient else (matrix, bias)
+            logits = torch.matmul(F.softplus(matrix), logits) + bias
+            if i < len(self.factors):
+                factor = self.factors[i].detach() if stop_gradient else self.factors[i]
+                logits = logits + torch.tanh(factor) * torch.tanh(logits)
+        return logits
+
+    def _likelihood(self, values: Tensor, stop_gradient: bool = False) -> tuple[Tensor, ...]:
+        """Likelihood of the unit bins centred on ``values`` (channels, 1, n), and the
+        cumulative logits at their lower and upper edges."""
+        lower = self._logits_cumulative(values - 0.5, stop_gradient)
+        upper = self._logits_cumulative(values + 0.5, stop_gradient)
+        return torch.sigmoid(upper) - torch.sigmoid(lower), lower, upper
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z`` (batch, channels, ...) plus uniform noise in training, rounded otherwise,
+        and its likelihood (at least :data:`LIKELIHOOD_BOUND`), both shaped as ``z``."""
+        perm = (1, 0, *range(2, z.dim()))  # channels first; its own inverse
+        x = z.permute(*perm).contiguous()
+        values = x.reshape(x.shape[0], 1, -1)
+        if self.training:
+            values = values + torch.empty_like(values).uniform_(-0.5, 0.5)
+        else:
+            values = torch.round(values)
+        likelihood = self.likelihood_lower_bound(self._likelihood(values)[0])
+        shape = x.shape
+        return (
+            values.reshape(shape).permute(*perm).contiguous(),
+            likelihood.reshape(shape).permute(*perm).contiguous(),
+        )
+
+    def loss(self) -> Tensor:
+        """How far each channel's ``quantiles`` are from its tails and median."""
+        logits = self._logits_cumulative(self.quantiles, stop_gradient=True)
+        return torch.abs(logits - self.target).sum()
 
 
 def scale_from_log(log_scale: Tensor) -> Tensor:

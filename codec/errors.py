@@ -1,4 +1,4 @@
-"""Errors of :mod:`codec` that callers catch without loading the models (CompressAI)."""
+"""Errors of :mod:`codec` that callers catch without loading the models (PyTorch)."""
 
 from __future__ import annotations
 

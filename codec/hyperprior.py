@@ -13,7 +13,6 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from . import entropy_models as em
-from .compressai_parts import EntropyBottleneck
 from .layers import hyper_analysis, hyper_synthesis
 from .quantization import quantize, straight_through_round
 
@@ -28,7 +27,7 @@ class MeanScaleHyperprior(nn.Module):
         self.m = m
         self.h_a = hyper_analysis(m, nh, nz)
         self.h_s = hyper_synthesis(nz, nh, m)
-        self.z_density = EntropyBottleneck(nz)
+        self.z_density = em.FactorizedDensity(nz)
 
     def split_params(self, params: Tensor) -> tuple[Tensor, Tensor]:
         """Hyper-synthesis output to (mean, log_scale)."""
@@ -59,5 +58,5 @@ class MeanScaleHyperprior(nn.Module):
         return lik.reshape(c, b, h, w).permute(1, 0, 2, 3)
 
     def aux_loss(self) -> Tensor:
-        """Loss that fits the factorized density's quantiles (CompressAI)."""
+        """Loss that fits the factorized density's quantiles."""
         return self.z_density.loss()

@@ -197,5 +197,5 @@ class InterCodec(nn.Module):
         return model
 
     def aux_loss(self) -> Tensor:
-        """Quantile losses of both factorized densities (CompressAI)."""
+        """Quantile losses of both factorized densities."""
         return self.motion.aux_loss() + self.residual.aux_loss()

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from .compressai_parts import GDN
+from .ops import NonNegative
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Balle, Laparra and Simoncelli 2016):
+    ``y[i] = x[i] / sqrt(beta[i] + sum_j gamma[i, j] * x[j]**2)``, or with ``inverse``
+    ``x[i] * sqrt(...)``, as in the synthesis transform.  ``beta`` (at least ``beta_min``)
+    and ``gamma`` are trained through :class:`codec.ops.NonNegative`; CompressAI's ``GDN``
+    with the same parameter names."""
+
+    def __init__(
+        self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.beta_reparam = NonNegative(beta_min)
+        self.beta = nn.Parameter(self.beta_reparam.init(torch.ones(channels)))
+        self.gamma_reparam = NonNegative()
+        self.gamma = nn.Parameter(self.gamma_reparam.init(gamma_init * torch.eye(channels)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = x.shape[1]
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma).reshape(c, c, 1, 1)
+        norm = F.conv2d(x**2, gamma, beta)
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
 def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:

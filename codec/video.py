@@ -133,7 +133,7 @@ class VideoCodec:
         """``image`` defaults to the shipped image model; ``inter`` to none (all-intra).
         ``choose_intra``: code a planned P-frame as an I-frame where that is cheaper."""
         if image is None:
-            from .coder import Codec  # not at the top: it loads CompressAI (seconds)
+            from .coder import Codec  # not at the top: it loads PyTorch (seconds)
 
             image = Codec()
         self.image = image

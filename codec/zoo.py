@@ -127,7 +127,6 @@ def load_network(
         missing, unexpected = network.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a tensor of the wrong shape
         raise WeightsError(f"weights {path} do not match the architecture: {e}") from None
-    missing = [k for k in missing if "z_density._" not in k]  # CompressAI caches
     absent = [k for k in table_keys if k not in tensors]
     if missing or unexpected or absent:
         raise WeightsError(

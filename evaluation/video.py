@@ -44,8 +44,8 @@ from .curves import Curve
 from .errors import EvaluationError
 from .report import compare, format_bd_table, run_totals, write_csv, write_json
 from .runner import Qualities, codec_qualities, parse_qualities
+from .video_options import DEFAULT_GOP, add_arguments
 
-DEFAULT_GOP = 32
 DEFAULT_REF = "x265-medium"
 QPS = (22, 27, 32, 37, 42, 47)
 CSV_COLUMNS = (
@@ -448,18 +448,6 @@ def points_table(records: list[dict]) -> Iterator[str]:
             f"{r['sequence']:<28} {r['codec']:<15} {r['quality']:>3} {r['bpp']:>8.4f}"
             f" {r['psnr']:>7.2f} {r['psnr_yuv']:>7.2f} {ssim:>8}"
         )
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The suite's options, shared by ``lcodec rd --video`` and ``python -m``."""
-    p.add_argument("--frames", type=int, help="first N frames of each sequence (default: all)")
-    p.add_argument(
-        "--gop",
-        type=int,
-        default=DEFAULT_GOP,
-        help="intra period of ours and the anchors, 0 = one I-frame (default: %(default)s)",
-    )
-    p.add_argument("--inter-model", type=Path, metavar="WEIGHTS", help="P-frame weights of 'ours'")
 
 
 def report(result: dict, out_dir: Path | str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from codec.determinism import decoding, one_thread
 from evaluation.metrics import rgb_array
 
 from .model import CONDITIONS, qp_conditions
@@ -99,12 +99,8 @@ def filter_dtype() -> torch.dtype:
     """bfloat16 where oneDNN runs it (AMX or AVX512: about 5x faster than float32 on the
     development machine, and the precision the filters were trained in); float32 elsewhere,
     and while decoding (:func:`codec.determinism.decoding`: one thread, float32)."""
-    # not imported here: importing codec loads CompressAI (seconds); and where nothing
-    # imported it, no decoder is running
-    determinism = sys.modules.get("codec.determinism")
-    decoding = determinism is not None and determinism.decoding()
     fast = torch.backends.mkldnn.enabled and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.bfloat16 if fast and not decoding else torch.float32
+    return torch.bfloat16 if fast and not decoding() else torch.float32
 
 
 def fast_precision() -> contextlib.AbstractContextManager:
@@ -265,8 +261,6 @@ def lcodec_enhancer(
     Checked here, before anything is decoded: files of the low-rate mode (coded downscaled,
     restored by super-resolution) are refused, and so are weights of HEVC filters.
     """
-    from codec.determinism import one_thread  # not at the top: codec loads CompressAI
-
     if header.downscale > 1:
         raise PostFilterError(
             "the artefact filter takes full-size files; this one is coded at "

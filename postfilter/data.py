@@ -27,6 +27,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+import codec
+from codec.video_io import RAW_SUFFIX, VIDEO_SUFFIXES, to_rgb, to_yuv420
+
 from . import heic
 
 VAL_QUALITIES = (0, 10, 20, 30, 40, 50)
@@ -146,8 +149,6 @@ def _clip_pairs(
     """
     import av
 
-    from codec.video_io import to_rgb, to_yuv420
-
     with av.open(str(path)) as inp:
         frames = [to_yuv420(to_rgb(f)) for f in islice(inp.decode(video=0), MAX_CLIP_FRAMES)]
     if len(frames) < SEGMENT or min(frames[0].height, frames[0].width) < crop:
@@ -168,8 +169,6 @@ def _segment_pairs(
     """``count`` crops (``CROPS_PER_SEGMENT`` per segment) of the frames of random
     ``SEGMENT``-frame segments of ``frames`` coded by libx265 at ``qp``, or each segment at
     a random QP 22..47."""
-    from codec.video_io import to_rgb
-
     from . import x265
 
     h, w = frames[0].height, frames[0].width
@@ -267,9 +266,6 @@ def build(
         paths, "coding HEIC pairs", val_every, crop, crops_per_image, rng, train_pair, val_pairs
     )
     if clips is not None:
-        # not at the top: codec loads CompressAI
-        from codec.video_io import RAW_SUFFIX, VIDEO_SUFFIXES
-
         suffixes = VIDEO_SUFFIXES - {RAW_SUFFIX}  # raw .yuv needs a size and rate given
         clip_paths = sorted(p for p in Path(clips).iterdir() if p.suffix.lower() in suffixes)
         for i, path in enumerate(tqdm(clip_paths, desc="coding x265 clip pairs")):
@@ -293,8 +289,6 @@ def build_lcodec(
     already: ``crops_per_image`` crops of each training photo coded and decoded by the codec
     (``codec_weights``, default: the shipped one) at a random quality level, and
     ``VAL_CROPS`` crops of each held-out photo at every quality level."""
-    import codec  # not at the top: it loads CompressAI
-
     model = codec.load_model(codec_weights)
     cache = Path(cache)
     stamp = {

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from codec.image import to_picture, to_pil, upright
 from evaluation.metrics import rgb_array
 
 from . import restore
@@ -203,8 +204,6 @@ def restore_image(
     profile), as :mod:`codec.image` reads pictures; grayscale stays grayscale, alpha is
     kept (resized for super-resolution).  ``progress``: a bar over the tiles of a large
     picture."""
-    from codec.image import to_picture, to_pil, upright  # codec imports CompressAI
-
     image = upright(image)[0]
     pic = to_picture(image)
     out = to_pil(runner(pic.rgb, sigma, blur, tile, progress), pic.channels)

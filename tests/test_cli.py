@@ -142,7 +142,7 @@ def test_console_script_error_has_no_traceback(tmp_path):
 
 def test_info_loads_no_network_library():
     """``lcodec info`` reads headers: it must not pay for importing torch or CompressAI
-    (seconds; CompressAI loads torch_geometric).  ``import codec`` alone loads neither."""
+    (seconds each).  ``import codec`` alone loads neither."""
     golden = Path(__file__).parent / "data"
     script = (
         "import sys, codec; from cli.main import main; "
