@@ -14,18 +14,29 @@ class CliError(Exception):
     """A user-facing failure: printed as one ``error:`` line, exit status 2."""
 
 
+def _default_mode(base: int) -> int:
+    """``base`` (0o666 for files, 0o777 for folders) less the process's umask: the mode
+    ``open`` or ``mkdir`` would give, where ``mkstemp`` and ``mkdtemp`` give 0o600 and 0o700."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 @contextmanager
 def atomic_path(target: Path):
-    """Yield a temporary path next to ``target``; move it into place only on success."""
+    """Yield a temporary path next to ``target``; move it into place only on success, with
+    the mode of the file it replaces, or the mode a new file gets."""
     target = Path(target)
     if target.is_dir():
         raise CliError(f"output is a directory: {target}")
     if not target.parent.is_dir():
         raise CliError(f"output folder does not exist: {target.parent}")
+    mode = target.stat().st_mode & 0o7777 if target.is_file() else _default_mode(0o666)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -46,6 +57,7 @@ def atomic_dir(target: Path):
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))  # no suffix
     try:
         yield tmp
+        tmp.chmod(_default_mode(0o777))
         os.replace(tmp, target)
     finally:
         if tmp.exists():

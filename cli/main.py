@@ -27,8 +27,23 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _version() -> str:
+    """The package version and the file formats it writes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from bitstream.container import FORMAT_VERSION
+    from bitstream.video import VIDEO_FORMAT_VERSION
+
+    try:
+        package = version("lcodec")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        package = "(not installed)"
+    return f"lcodec {package} (.lcf format {FORMAT_VERSION}, .lcv format {VIDEO_FORMAT_VERSION})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lcodec", description="Learned image and video codec.")
+    p.add_argument("--version", action="version", version=_version())
     p.add_argument("--model", type=Path, help="weights file (default: the shipped model)")
     p.add_argument("--threads", type=int, help="CPU threads for the transforms")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -49,7 +49,9 @@ def to_picture(image: Image.Image | np.ndarray | str | Path) -> Picture:
 
 def _open(path: Path) -> Picture:
     if not path.is_file():
-        raise ImageError(f"no such file: {path}")
+        raise ImageError(
+            f"{path} is a folder, not a picture" if path.is_dir() else f"no such file: {path}"
+        )
     try:
         with Image.open(path) as im:
             if im.width * im.height > MAX_PIXELS:  # refuse before decoding the pixels

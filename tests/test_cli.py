@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,11 @@ def test_encode_decode_info(tmp_path, png, tiny_weights, capsys):
     assert info["header_bytes"] + sum(info["sections"].values()) == info["bytes"]
 
 
+def test_version(capsys):
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.startswith("lcodec ") and ".lcf format 1" in out
+
+
 def test_encode_is_repeatable(tmp_path, png, tiny_weights, capsys):
     a, b = tmp_path / "a.lcf", tmp_path / "b.lcf"
     for out in (a, b):
@@ -66,6 +72,27 @@ def test_encode_reports_what_it_changed(tmp_path, tiny_weights, capsys):
     assert code == 0 and "(turned upright as its EXIF orientation says)" in out
     run(["--model", tiny_weights, "decode", lcf, "-o", dec], capsys)
     assert Image.open(dec).size == (40, 56)
+
+
+def test_outputs_get_the_modes_of_ordinary_files(tmp_path, png, tiny_weights, capsys):
+    """Written through a private temporary file, yet readable as any new file would be; an
+    overwritten file keeps its mode."""
+    from cli.io import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        lcf, dec = tmp_path / "a.lcf", tmp_path / "a.png"
+        run(["--model", tiny_weights, "encode", png, "-o", lcf], capsys)
+        assert lcf.stat().st_mode & 0o777 == 0o644
+        dec.write_bytes(b"")
+        dec.chmod(0o600)
+        run(["--model", tiny_weights, "decode", lcf, "-o", dec], capsys)
+        assert dec.stat().st_mode & 0o777 == 0o600 and dec.stat().st_size > 0
+        with atomic_dir(tmp_path / "frames") as folder:
+            (folder / "000000.png").write_bytes(b"")
+        assert (tmp_path / "frames").stat().st_mode & 0o777 == 0o755
+    finally:
+        os.umask(old)
 
 
 def _assert_clean_error(code, err, output):
