@@ -7,6 +7,7 @@ with ``error:`` on stderr and exits with status 2, leaving no output file behind
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -50,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("encode", help="compress a picture (.lcf) or a video (.lcv)")
     e.set_defaults(func=cmd_encode)
-    e.add_argument("input", type=Path)
-    e.add_argument("-o", "--output", type=Path, required=True)
+    e.add_argument("input", type=Path, nargs="+", help="one file, or several with -o FOLDER")
+    e.add_argument("-o", "--output", type=Path, required=True, help=OUTPUT_HELP)
     g = e.add_mutually_exclusive_group()
     g.add_argument("-q", "--quality", type=int, help="quality level, higher is better (default 4)")
     g.add_argument(
@@ -76,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("decode", help="decompress .lcf to a picture (PNG, ...), .lcv to a video")
     d.set_defaults(func=cmd_decode)
-    d.add_argument("input", type=Path)
-    d.add_argument("-o", "--output", type=Path, required=True)
+    d.add_argument("input", type=Path, nargs="+", help="one file, or several with -o FOLDER")
+    d.add_argument("-o", "--output", type=Path, required=True, help=OUTPUT_HELP)
     enhance.add_decode_options(d)
     video.add_decode_options(d)
 
@@ -91,10 +92,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_codec(args):
+OUTPUT_HELP = (
+    "output file; with several inputs an existing folder, where each goes to <name>.lcf or"
+    " .lcv (encode), .png or .y4m (decode)"
+)
+
+
+def batch(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """One ``args`` per input of ``encode`` or ``decode``, each with its own output: ``-o``
+    itself for one input (a folder there is a video's PNG frames), else a file in the
+    folder ``-o`` named after the input (pictures and videos, coded or decoded)."""
+    inputs, out = args.input, args.output
+    if len(inputs) == 1:
+        return [argparse.Namespace(**{**vars(args), "input": inputs[0]})]
+    if not out.is_dir():
+        raise CliError(f"{len(inputs)} inputs need -o FOLDER, an existing folder: {out}")
+    if args.command == "encode":
+        suffixes = [".lcv" if video.is_video_input(p) else ".lcf" for p in inputs]
+    else:
+        suffixes = [".y4m" if video.is_lcv(p) else ".png" for p in inputs]
+    outputs = [out / (p.stem + suffix) for p, suffix in zip(inputs, suffixes, strict=True)]
+    clash = next((o for o in outputs if outputs.count(o) > 1), None)
+    if clash is not None:
+        raise CliError(f"two inputs would be written to {clash}")
+    return [
+        argparse.Namespace(**{**vars(args), "input": i, "output": o})
+        for i, o in zip(inputs, outputs, strict=True)
+    ]
+
+
+@functools.cache
+def _codec(weights: Path | None):
     import codec
 
-    return codec.load_model(args.model, progress=sys.stderr.isatty())
+    return codec.load_model(weights, progress=sys.stderr.isatty())
+
+
+def _load_codec(args):
+    """The picture codec of ``--model``, loaded once for all the inputs of a command."""
+    return _codec(args.model)
 
 
 def cmd_encode(args) -> int:
@@ -184,13 +220,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None and args.threads < 1:
         print("error: --threads must be at least 1", file=sys.stderr)
         return 2
-    from bitstream import BitstreamError
-    from codec import ImageError, WeightsError
-
     if args.threads is not None:
         import torch  # not at the top: commands that need no network skip its import
 
         torch.set_num_threads(args.threads)
+    if args.command not in ("encode", "decode"):
+        return _run(args)
+    try:
+        jobs = batch(args)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    status = 0
+    for job in jobs:  # a failed input is reported and the others go on
+        code = _run(job, f"{job.input}: " if len(jobs) > 1 else "")
+        if code in (SIGPIPE_STATUS, INTERRUPTED):
+            return 2 if code == INTERRUPTED else code
+        status = max(status, code)
+    return status
+
+
+INTERRUPTED = -1  # what _run returns when the user stopped the command
+
+
+def _run(args: argparse.Namespace, prefix: str = "") -> int:
+    """``args.func(args)``; its failures as one ``error:`` line (``prefix`` names the input
+    of a batch) and status 2."""
+    from bitstream import BitstreamError
+    from codec import ImageError, WeightsError
+
     try:
         return args.func(args)
     except BrokenPipeError:  # the reader stopped early (``lcodec info x.lcf | head``)
@@ -198,11 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return SIGPIPE_STATUS
     except (CliError, BitstreamError, ImageError, WeightsError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {prefix}{e}", file=sys.stderr)
     except MemoryError:
-        print("error: out of memory", file=sys.stderr)
+        print(f"error: {prefix}out of memory", file=sys.stderr)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
+        return INTERRUPTED
     return 2
 
 

@@ -56,9 +56,14 @@ def add_decode_options(p: argparse.ArgumentParser) -> None:
 
 def is_video_encode(args: argparse.Namespace) -> bool:
     """Whether ``encode`` should code a video: a video input or an ``.lcv`` output."""
+    return is_video_input(args.input) or is_lcv(args.output)
+
+
+def is_video_input(path: Path) -> bool:
+    """Whether ``encode`` reads ``path`` as a video (by its suffix)."""
     from codec.video_io import VIDEO_SUFFIXES
 
-    return args.input.suffix.lower() in VIDEO_SUFFIXES or is_lcv(args.output)
+    return path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def is_lcv(path: Path) -> bool:

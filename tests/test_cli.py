@@ -95,6 +95,34 @@ def test_outputs_get_the_modes_of_ordinary_files(tmp_path, png, tiny_weights, ca
         os.umask(old)
 
 
+def test_several_inputs_go_to_a_folder(tmp_path, png, tiny_weights, capsys):
+    coded, decoded = tmp_path / "coded", tmp_path / "decoded"
+    coded.mkdir(), decoded.mkdir()
+    other, broken = tmp_path / "other.png", tmp_path / "broken.png"
+    Image.fromarray(smooth_image(24, 32, seed=5)).save(other)
+    broken.write_bytes(b"not a picture")
+    args = ["--model", tiny_weights, "encode", png, broken, other, "-o", coded]
+    code, _, err = run(args, capsys)
+    assert code == 2  # one input failed; the others were coded
+    assert err.strip().splitlines() == [err.strip()] and err.startswith(f"error: {broken}: ")
+    assert sorted(p.name for p in coded.iterdir()) == ["in.lcf", "other.lcf"]
+    files = sorted(coded.iterdir())
+    assert run(["--model", tiny_weights, "decode", *files, "-o", decoded], capsys)[0] == 0
+    assert Image.open(decoded / "other.png").size == (32, 24)
+    code, _, _ = run(["--model", tiny_weights, "encode", png, "-o", tmp_path / "in.lcf"], capsys)
+    assert (tmp_path / "in.lcf").read_bytes() == (coded / "in.lcf").read_bytes()
+
+
+def test_several_inputs_need_a_folder_and_distinct_names(tmp_path, png, tiny_weights, capsys):
+    same_name = tmp_path / "sub" / "in.png"
+    same_name.parent.mkdir()
+    same_name.write_bytes(png.read_bytes())
+    for args in ([png, same_name, "-o", tmp_path], [png, png, "-o", tmp_path / "x.lcf"]):
+        code, _, err = run(["--model", tiny_weights, "encode", *args], capsys)
+        assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.lcf"))
+
+
 def _assert_clean_error(code, err, output):
     assert code == 2
     lines = err.strip().splitlines()
