@@ -191,6 +191,8 @@ def _enhance(args: argparse.Namespace) -> str:
         raise CliError(f"--tile must be even and at least 16, got {args.tile}")
     if not src.is_file():
         raise CliError(f"no such file: {src}")
+    if src.suffix.lower() in (".lcf", ".lcv"):
+        raise CliError(f"{src} is coded by lcodec: decode it first (lcodec decode, --enhance)")
     is_video = src.suffix.lower() in VIDEO_EXTS
     if is_video and args.task != "artifacts":
         raise CliError(f"--task {args.task} takes pictures; videos need --task artifacts")

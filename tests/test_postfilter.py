@@ -345,12 +345,13 @@ def test_cli_video_keeps_a_full_range_source_full_range(tmp_path, tiny_pf, capsy
         ["bad.heic", "-o", "out.png"],
         ["bad.png", "-o", "out.png"],
         ["bad.mp4", "-o", "out.mkv"],
+        ["coded.lcf", "-o", "out.png"],
         ["in.png", "-o", "out.png", "--weights", "none.safetensors"],
         ["in.png", "-o", "out.png", "--weights", "in.png"],
     ],
 )
 def test_cli_errors(inputs, tiny_pf, capsys, args):
-    for name in ("bad.heic", "bad.png", "bad.mp4"):
+    for name in ("bad.heic", "bad.png", "bad.mp4", "coded.lcf"):
         (inputs / name).write_bytes(b"\x00not a real file" * 10)
     before = set(inputs.iterdir())
     argv = [inputs / a if "." in a else a for a in args]
