@@ -224,10 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch  # not at the top: commands that need no network skip its import
 
         torch.set_num_threads(args.threads)
-    if args.command not in ("encode", "decode"):
-        return _run(args)
     try:
-        jobs = batch(args)
+        jobs = batch(args) if args.command in ("encode", "decode") else [args]
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

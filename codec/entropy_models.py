@@ -87,7 +87,7 @@ class FactorizedDensity(nn.Module):
             state.pop(prefix + cache, None)
         super()._load_from_state_dict(state, prefix, *args)
 
-    def _logits_cumulative(self, values: Tensor, stop_gradient: bool) -> Tensor:
+    def cumulative_logits(self, values: Tensor, stop_gradient: bool = False) -> Tensor:
         """The logit of each channel's cumulative at ``values`` (channels, 1, n)."""
         logits = values
         for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases, strict=True)):
@@ -98,11 +98,11 @@ class FactorizedDensity(nn.Module):
                 logits = logits + torch.tanh(factor) * torch.tanh(logits)
         return logits
 
-    def _likelihood(self, values: Tensor, stop_gradient: bool = False) -> tuple[Tensor, ...]:
+    def likelihood(self, values: Tensor, stop_gradient: bool = False) -> tuple[Tensor, ...]:
         """Likelihood of the unit bins centred on ``values`` (channels, 1, n), and the
         cumulative logits at their lower and upper edges."""
-        lower = self._logits_cumulative(values - 0.5, stop_gradient)
-        upper = self._logits_cumulative(values + 0.5, stop_gradient)
+        lower = self.cumulative_logits(values - 0.5, stop_gradient)
+        upper = self.cumulative_logits(values + 0.5, stop_gradient)
         return torch.sigmoid(upper) - torch.sigmoid(lower), lower, upper
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -115,7 +115,7 @@ class FactorizedDensity(nn.Module):
             values = values + torch.empty_like(values).uniform_(-0.5, 0.5)
         else:
             values = torch.round(values)
-        likelihood = self.likelihood_lower_bound(self._likelihood(values)[0])
+        likelihood = self.likelihood_lower_bound(self.likelihood(values)[0])
         shape = x.shape
         return (
             values.reshape(shape).permute(*perm).contiguous(),
@@ -124,7 +124,7 @@ class FactorizedDensity(nn.Module):
 
     def loss(self) -> Tensor:
         """How far each channel's ``quantiles`` are from its tails and median."""
-        logits = self._logits_cumulative(self.quantiles, stop_gradient=True)
+        logits = self.cumulative_logits(self.quantiles, stop_gradient=True)
         return torch.abs(logits - self.target).sum()
 
 
@@ -205,13 +205,13 @@ def gaussian_tables() -> np.ndarray:
     return quantize_pmf(np.stack(rows))
 
 
-def factorized_tables(bottleneck: torch.nn.Module) -> np.ndarray:
-    """Frequency tables ``(C, 2 * Z_TAIL + 1)`` of an ``EntropyBottleneck``'s density."""
+def factorized_tables(bottleneck: FactorizedDensity) -> np.ndarray:
+    """Frequency tables ``(C, 2 * Z_TAIL + 1)`` of a :class:`FactorizedDensity`."""
     channels = bottleneck.quantiles.shape[0]
     k = torch.arange(-Z_TAIL, Z_TAIL + 1, dtype=torch.float32)
     values = k.view(1, 1, -1).expand(channels, 1, -1)
     with torch.no_grad():
-        _, lower, upper = bottleneck._likelihood(values)
+        _, lower, upper = bottleneck.likelihood(values)
         cdf_lo = torch.sigmoid(lower).squeeze(1).double()
         cdf_hi = torch.sigmoid(upper).squeeze(1).double()
     cdf_lo[:, 0] = 0.0

@@ -54,7 +54,7 @@ class MeanScaleHyperprior(nn.Module):
         """Likelihood of integer ``z_hat`` under the factorized density (same shape)."""
         b, c, h, w = z_hat.shape
         values = z_hat.permute(1, 0, 2, 3).reshape(c, 1, -1)
-        lik = self.z_density._likelihood(values)[0].clamp_min(em.LIKELIHOOD_BOUND)
+        lik = self.z_density.likelihood(values)[0].clamp_min(em.LIKELIHOOD_BOUND)
         return lik.reshape(c, b, h, w).permute(1, 0, 2, 3)
 
     def aux_loss(self) -> Tensor:
