@@ -14,6 +14,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from bitstream import BitstreamError
 from bitstream.video import (
@@ -318,6 +319,20 @@ def test_cli_round_trip_and_info(tmp_path, clip, tiny_weights, capsys) -> None:
     assert len(frames) == 4 and frames[0].shape == (32, 48, 3) and fps == FPS
     assert run(["--model", tiny_weights, "decode", lcv, "-o", pngs], capsys)[0] == 0
     assert sorted(p.name for p in pngs.iterdir()) == [f"{i:06d}.png" for i in range(4)]
+
+
+def test_cli_batch_names_video_outputs(tmp_path, clip, lcv, tiny_weights, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    second = tmp_path / "second.lcv"
+    second.write_bytes(lcv.read_bytes())
+    assert run(["--model", tiny_weights, "decode", lcv, second, "-o", out], capsys)[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip.y4m", "second.y4m"]
+    assert len(read_clip(out / "second.y4m")[0]) == 4
+    args = ["--model", tiny_weights, "encode", clip, tmp_path / "in.png", "-o", out]
+    Image.fromarray(frames_of(1, 32, 48)[0]).save(tmp_path / "in.png")
+    assert run([*args, "--gop", "1"], capsys)[0] == 0
+    assert {"clip.lcv", "in.lcf"} <= {p.name for p in out.iterdir()}
 
 
 def test_cli_truncation_with_and_without_salvage(tmp_path, lcv, tiny_weights, capsys) -> None:
