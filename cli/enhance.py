@@ -215,8 +215,8 @@ def _enhance(args: argparse.Namespace) -> str:
         how = how if qp is None else f"at QP {qp:g}, read from the file"
     settings = (qp, args.tile, args.ensemble)
     if is_video:
-        n = _enhance_video(pf, src, dst, settings, progress=not args.quiet)
-        return f"{dst}: {n} frames enhanced with {pf.model_id} ({how})"
+        n, sound = _enhance_video(pf, src, dst, settings, progress=not args.quiet)
+        return f"{dst}: {n} frames enhanced with {pf.model_id} ({how}){sound}"
     image = _read_image(src)
     restored, told = pf.restore(_rgb(image), *settings, progress=not args.quiet)
     if qp is None and told is not None:
@@ -274,8 +274,9 @@ def _read_image(path: Path) -> Image.Image:
         raise CliError(f"cannot read picture {path}: {e}") from None
 
 
-def _enhance_video(pf, src: Path, dst: Path, settings: tuple, progress: bool) -> int:
-    """Filter every frame of ``src`` into ``dst`` (FFV1 .mkv or .y4m); return the frame count."""
+def _enhance_video(pf, src: Path, dst: Path, settings: tuple, progress: bool) -> tuple[int, str]:
+    """Filter every frame of ``src`` into ``dst`` (FFV1 .mkv or .y4m); return the frame count
+    and what became of the sound, for the summary ("" where there was none)."""
     import av
 
     container, codec = VIDEO_OUT[dst.suffix.lower()]
@@ -287,59 +288,78 @@ def _enhance_video(pf, src: Path, dst: Path, settings: tuple, progress: bool) ->
                 frames = _filter_frames(pf, inp, out, codec, settings, progress)
             if not frames:
                 raise CliError(f"no frames decoded from {src}")
+            sound = ""
+            if inp.streams.audio:
+                sound = ", its sound copied" if codec == "ffv1" else "; sound not copied (.y4m)"
     except (CliError, KeyboardInterrupt):
         raise
     except Exception as e:  # PyAV/FFmpeg errors: unreadable or corrupt video
         raise CliError(f"cannot process video {src}: {e}") from None
-    return frames
+    return frames, sound
 
 
 def _filter_frames(pf, inp, out, codec: str, settings: tuple, progress: bool) -> int:
-    """Decode, filter and encode the first video stream of ``inp`` into ``out``.
+    """Decode, filter and encode the first video stream of ``inp`` into ``out``; into FFV1
+    ``.mkv`` copy the packets of the first audio stream as they are.
 
     Frames go to RGB in the range they say they are in.  A ``.y4m`` of a 4:2:0 source gets
     the decoded planes plus the filter's change (:func:`codec.video_io.add_rgb_change`),
     other ``.y4m`` formats the filtered RGB converted back, both in the source's range and
-    flagged so; FFV1 keeps the filtered RGB exactly."""
-    import av
-    from av.video.reformatter import ColorRange
+    flagged so; FFV1 keeps the filtered RGB exactly.  Frames keep their timestamps."""
     from tqdm import tqdm
-
-    from codec.video_io import add_rgb_change, is_full_range, to_rgb
 
     vs = inp.streams.video[0]
     ctx = vs.codec_context
     ost = out.add_stream(codec, rate=vs.average_rate or Fraction(25))
     ost.width, ost.height = ctx.width, ctx.height
     ost.pix_fmt = "bgr0" if codec == "ffv1" else _y4m_format(ctx.pix_fmt)
+    sound = inp.streams.audio[0] if codec == "ffv1" and inp.streams.audio else None
+    sound_out = out.add_stream_from_template(sound) if sound is not None else None
     frames = 0
     bar = tqdm(
-        inp.decode(vs),
-        total=vs.frames or None,
-        unit="frame",
-        leave=False,
-        disable=None if progress else True,
+        total=vs.frames or None, unit="frame", leave=False, disable=None if progress else True
     )
-    for frame in bar:
-        full = is_full_range(frame)
-        rgb = to_rgb(frame, full)
-        restored = pf(rgb, *settings)
-        if ost.pix_fmt == frame.format.name.replace("yuvj", "yuv") == "yuv420p":
-            new = add_rgb_change(frame, rgb, restored, full)
-        else:
-            new = av.VideoFrame.from_ndarray(restored, format="rgb24").reformat(
-                format=ost.pix_fmt,
-                dst_colorspace="itu601",
-                dst_color_range="JPEG" if full else "MPEG",
-            )
-        if not frames and codec != "ffv1":
-            ost.codec_context.color_range = ColorRange.JPEG if full else ColorRange.MPEG
-        elif not frames and frame.rotation:  # players turn the FFV1 output as the source
-            ost.set_display_rotation(frame.rotation)
-        out.mux(ost.encode(new))
-        frames += 1
+    for packet in inp.demux(*(s for s in (vs, sound) if s is not None)):
+        if packet.stream.type == "audio":
+            if packet.dts is not None:  # not the demuxer's end-of-stream marker
+                packet.stream = sound_out
+                out.mux(packet)
+            continue
+        for frame in packet.decode():
+            _encode_restored(pf, frame, ost, out, codec, settings, first=not frames)
+            frames += 1
+            bar.update()
+    bar.close()
     out.mux(ost.encode(None))
     return frames
+
+
+def _encode_restored(pf, frame, ost, out, codec: str, settings: tuple, first: bool) -> None:
+    """Filter the decoded ``frame`` and encode it into ``ost`` of ``out`` (see
+    :func:`_filter_frames`); ``first`` sets what the stream takes from its first frame."""
+    import av
+    from av.video.reformatter import ColorRange
+
+    from codec.video_io import add_rgb_change, is_full_range, to_rgb
+
+    full = is_full_range(frame)
+    rgb = to_rgb(frame, full)
+    restored = pf(rgb, *settings)
+    if ost.pix_fmt == frame.format.name.replace("yuvj", "yuv") == "yuv420p":
+        new = add_rgb_change(frame, rgb, restored, full)
+    else:
+        new = av.VideoFrame.from_ndarray(restored, format="rgb24").reformat(
+            format=ost.pix_fmt,
+            dst_colorspace="itu601",
+            dst_color_range="JPEG" if full else "MPEG",
+        )
+    if first and codec != "ffv1":
+        ost.codec_context.color_range = ColorRange.JPEG if full else ColorRange.MPEG
+    elif first and frame.rotation:  # players turn the FFV1 output as the source
+        ost.set_display_rotation(frame.rotation)
+    if frame.pts is not None:
+        new.pts, new.time_base = frame.pts, frame.time_base
+    out.mux(ost.encode(new))
 
 
 def _y4m_format(src_fmt: str | None) -> str:

@@ -310,6 +310,35 @@ def test_cli_video_round_trip(tmp_path, tiny_pf, capsys):
             assert frames[0].rotation == 90
 
 
+def test_cli_video_copies_the_sound_into_mkv(tmp_path, tiny_pf, capsys):
+    import av
+
+    src = tmp_path / "talk.mkv"
+    with av.open(str(src), "w") as f:
+        v = f.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = f.add_stream("pcm_s16le", rate=8000, layout="mono")
+        for i in range(5):
+            f.mux(v.encode(av.VideoFrame.from_ndarray(smooth_image(48, 64, seed=i), "rgb24")))
+            pcm = np.full((1, 320), 100 * i, np.int16)
+            samples = av.AudioFrame.from_ndarray(pcm, "s16", "mono")
+            samples.rate, samples.pts = 8000, 320 * i
+            f.mux(a.encode(samples))
+        f.mux(v.encode(None))
+        f.mux(a.encode(None))
+    with av.open(str(src)) as f:
+        sound = b"".join(bytes(p) for p in f.demux(audio=0) if p.size)
+    out = tmp_path / "out.mkv"
+    code, stdout, _ = run_cli([src, "-o", out, "--weights", tiny_pf, "--quiet"], capsys)
+    assert code == 0
+    with av.open(str(out)) as f:
+        assert len(list(f.decode(video=0))) == 5
+    with av.open(str(out)) as f:
+        assert b"".join(bytes(p) for p in f.demux(audio=0) if p.size) == sound
+    code, stdout, _ = run_cli([src, "-o", tmp_path / "out.y4m", "--weights", tiny_pf], capsys)
+    assert code == 0 and "sound not copied" in stdout
+
+
 def test_cli_video_keeps_a_full_range_source_full_range(tmp_path, tiny_pf, capsys):
     import av
     from av.video.reformatter import ColorRange
