@@ -35,7 +35,9 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--size", help="raw .yuv input (yuv420p): frame size WxH")
     p.add_argument(
-        "--fps", help="frame rate, e.g. 25 or 30000/1001 (needed for raw .yuv; else overrides)"
+        "--fps",
+        help="frame rate, e.g. 25 or 30000/1001 (needed for raw .yuv and a folder of frames;"
+        " else overrides the file's)",
     )
     _add_inter_option(p, "video: code P-frames with this P-frame model (default: the shipped one)")
 
@@ -60,10 +62,10 @@ def is_video_encode(args: argparse.Namespace) -> bool:
 
 
 def is_video_input(path: Path) -> bool:
-    """Whether ``encode`` reads ``path`` as a video (by its suffix)."""
+    """Whether ``encode`` reads ``path`` as a video: by its suffix, or a folder of frames."""
     from codec.video_io import VIDEO_SUFFIXES
 
-    return path.suffix.lower() in VIDEO_SUFFIXES
+    return path.suffix.lower() in VIDEO_SUFFIXES or path.is_dir()
 
 
 def is_lcv(path: Path) -> bool:
@@ -114,7 +116,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise CliError("--gop must be 0 (one I-frame) or a positive intra period")
     size = parse_size(args.size) if args.size else None
     fps = parse_fps(args.fps) if args.fps else None
-    if not args.input.is_file():
+    if not args.input.exists():
         raise CliError(f"no such file: {args.input}")
     model = _load(args)
     quality = 4 if args.quality is None else args.quality

@@ -52,7 +52,7 @@ from bitstream.video import (
     read_header,
 )
 
-from .video_io import ClipReader, ClipWriter
+from .video_io import ClipWriter, open_clip
 
 if TYPE_CHECKING:
     from .coder import Codec
@@ -349,14 +349,15 @@ def encode_video(
     codec: VideoCodec | None = None,
     progress: bool = False,
 ) -> VideoSummary:
-    """Code the video file ``src`` into the ``.lcv`` file ``dst``.
+    """Code the video file or folder of frames ``src`` into the ``.lcv`` file ``dst``.
 
-    ``size`` (width, height) and ``fps`` are needed for raw ``.yuv``; ``fps`` overrides the
-    container's rate otherwise.  ``progress`` shows a bar with frames per second.  ``dst`` is
-    written in place; the CLI writes to a temporary file and renames it.
+    ``size`` (width, height) and ``fps`` are needed for raw ``.yuv``, ``fps`` for a folder
+    (:func:`codec.video_io.open_clip`); ``fps`` overrides the container's rate otherwise.
+    ``progress`` shows a bar with frames per second.  ``dst`` is written in place; the CLI
+    writes to a temporary file and renames it.
     """
     codec = codec if codec is not None else VideoCodec.shipped()
-    with ClipReader(src, size, fps) as clip, open(dst, "wb") as out:
+    with open_clip(src, size, fps) as clip, open(dst, "wb") as out:
         coded = codec.encode_frames(clip, out, clip.fps, quality, gop)
         frames = list(
             tqdm(coded, total=clip.frames, desc="encode", unit="frame", disable=not progress)

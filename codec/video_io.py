@@ -1,7 +1,8 @@
 """Reading and writing uncompressed or classically coded video as RGB frames, with PyAV.
 
-Inputs: anything FFmpeg demuxes (``.mp4``, ``.mkv``, ``.avi``, ``.y4m``, ...) and raw
-``.yuv`` files (8-bit ``yuv420p``, size and frame rate given).  Outputs: ``.y4m`` (8-bit
+Inputs: anything FFmpeg demuxes (``.mp4``, ``.mkv``, ``.avi``, ``.y4m``, ...), raw
+``.yuv`` files (8-bit ``yuv420p``, size and frame rate given) and folders of pictures (frame
+rate given).  Outputs: ``.y4m`` (8-bit
 ``yuv420p``), ``.mkv`` with lossless FFV1 in RGB (``bgr0``, so the decoded RGB is kept
 exactly), or a folder of PNG frames.  Both directions stream one frame at a time.
 
@@ -211,6 +212,62 @@ class ClipReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class FrameFolder:
+    """The pictures of a folder, in name order, as the frames of a clip (what ``lcodec decode
+    clip.lcv -o frames/`` writes), with :class:`ClipReader`'s interface; ``fps`` is needed.
+    Each picture is read as :func:`codec.image.to_picture` reads pictures to code."""
+
+    def __init__(self, path: str | Path, fps: Fraction | None) -> None:
+        self.path = Path(path)
+        if fps is None:
+            raise VideoIOError(f"a folder of frames needs a frame rate: give --fps ({self.path})")
+        pictures = Image.registered_extensions()
+        self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in pictures)
+        if not self.files:
+            raise VideoIOError(f"no pictures in {self.path}")
+        self.height, self.width = self._read(0).shape[:2]
+        self.fps, self.frames, self.changes = Fraction(fps), len(self.files), []
+
+    def _read(self, index: int) -> np.ndarray:
+        from .image import ImageError, to_picture
+
+        try:
+            return to_picture(self.files[index]).rgb
+        except ImageError as e:
+            raise VideoIOError(f"frame {index}: {e}") from None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index, path in enumerate(self.files):
+            rgb = self._read(index)
+            if rgb.shape[:2] != (self.height, self.width):
+                h, w = rgb.shape[:2]
+                raise VideoIOError(
+                    f"frame {index} ({path.name}) is {w}x{h}, the first {self.width}x{self.height}"
+                )
+            yield rgb
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FrameFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def open_clip(
+    path: str | Path, size: tuple[int, int] | None = None, fps: Fraction | None = None
+) -> ClipReader | FrameFolder:
+    """A reader of the video file, raw ``.yuv`` file (``size`` and ``fps`` given) or folder of
+    frames (``fps`` given) at ``path``."""
+    if Path(path).is_dir():
+        if size is not None:
+            raise VideoIOError("--size is only for raw .yuv input")
+        return FrameFolder(path, fps)
+    return ClipReader(path, size, fps)
 
 
 def output_kind(path: str | Path) -> str:

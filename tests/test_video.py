@@ -335,6 +335,24 @@ def test_cli_batch_names_video_outputs(tmp_path, clip, lcv, tiny_weights, capsys
     assert {"clip.lcv", "in.lcf"} <= {p.name for p in out.iterdir()}
 
 
+def test_cli_encodes_a_folder_of_frames(tmp_path, lcv, tiny_weights, capsys) -> None:
+    frames, again = tmp_path / "frames", tmp_path / "again.lcv"
+    assert run(["--model", tiny_weights, "decode", lcv, "-o", frames], capsys)[0] == 0
+    args = ["--model", tiny_weights, "encode", frames, "-o", again, "--gop", "1"]
+    code, _, err = run(args, capsys)
+    assert code == 2 and "--fps" in err and not again.exists()
+    assert run([*args, "--fps", "30000/1001"], capsys)[0] == 0
+    code, out, _ = run(["info", again, "--json"], capsys)
+    info = json.loads(out)
+    assert info["frame_types"] == {"I": 4, "P": 0} and info["fps"] == "30000/1001"
+    assert (info["width"], info["height"]) == (48, 32)
+    coded = again.read_bytes()
+    Image.new("RGB", (10, 10)).save(frames / "000009.png")  # a frame of another size
+    code, _, err = run([*args, "--fps", "25"], capsys)
+    assert code == 2 and "frame 4 (000009.png) is 10x10" in err
+    assert again.read_bytes() == coded  # the failed run left the earlier file alone
+
+
 def test_cli_truncation_with_and_without_salvage(tmp_path, lcv, tiny_weights, capsys) -> None:
     data = lcv.read_bytes()
     summary = scan_video(lcv)
