@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
     i.add_argument("input", type=Path)
     i.add_argument("--json", action="store_true", help="print JSON")
+    i.add_argument("--plot", type=Path, metavar="PNG", help="video: chart the bits of each frame")
 
     rd.add_parser(sub)
     enhance.add_parser(sub)
@@ -180,6 +181,8 @@ def cmd_decode(args) -> int:
 def cmd_info(args) -> int:
     if video.is_lcv(args.input):
         return video.cmd_info(args)
+    if args.plot is not None:
+        raise CliError("--plot charts the frames of a video (.lcv)")
     from bitstream import unpack
 
     data = read_bytes(args.input)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .io import CliError, atomic_dir, atomic_path
+from .io import CliError, atomic_dir, atomic_path, write_atomic
 
 if TYPE_CHECKING:
     from bitstream.video import VideoHeader
@@ -194,6 +194,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     note = _all_intra_note(h.inter_id)
     if note:
         info["note"] = note.removeprefix("; ")
+    if args.plot is not None:
+        _plot_frames(args.plot, frames, f"{args.input.name}: {summary.bpp:.4f} bpp, gop {h.gop}")
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -204,6 +206,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         quality = f" quality {f['quality']}" if "quality" in f else ""
         print(f"  frame {f['index']}: {f['type']} {f['bytes']} bytes ({f['bits']} bits){quality}")
     return 0
+
+
+def _plot_frames(png: Path, frames: list[dict], title: str) -> None:
+    """Write the chart of the bits of each frame to ``png``."""
+    from evaluation.plot import frame_bits_figure
+
+    if png.suffix.lower() != ".png":
+        raise CliError(f"--plot writes a PNG: {png}")
+    fig = frame_bits_figure(frames, title)
+    write_atomic(png, lambda tmp: fig.savefig(tmp, format="png", dpi=130))
 
 
 def _all_intra_note(inter_id: str) -> str:

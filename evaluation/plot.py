@@ -1,4 +1,5 @@
-"""RD plots: PSNR and MS-SSIM (dB) against bpp, this run solid, published curves dashed."""
+"""RD plots: PSNR and MS-SSIM (dB) against bpp, this run solid, published curves dashed;
+and the bits of each frame of a coded video."""
 
 from __future__ import annotations
 
@@ -57,3 +58,29 @@ def _draw(ax, curve: Curve, metric: str, x_max: float, label: str, style: dict) 
         return []
     ax.plot(*zip(*pts[: inside[-1] + 2], strict=True), label=label, **style)
     return [pts[i][1] for i in inside]
+
+
+#: Bar colours of the frame types in :func:`frame_bits_figure`.
+FRAME_COLORS = {"I": "tab:red", "P": "tab:blue"}
+
+
+def frame_bits_figure(frames: list[dict], title: str):
+    """A matplotlib ``Figure``: the kilobits of each frame (dicts with ``index``, ``type`` and
+    ``bits``, as ``lcodec info --json`` lists them), coloured by frame type."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6.0, min(16.0, 0.12 * len(frames) + 3)), 3.6))
+    ax = fig.subplots()
+    for kind, color in FRAME_COLORS.items():
+        mine = [f for f in frames if f["type"] == kind]
+        if mine:
+            bars = ([f["index"] for f in mine], [f["bits"] / 1000 for f in mine])
+            ax.bar(*bars, width=0.8, color=color, label=f"{kind}-frames ({len(mine)})")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("kbit")
+    ax.set_xlim(-1, len(frames))
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -314,6 +314,10 @@ def test_cli_round_trip_and_info(tmp_path, clip, tiny_weights, capsys) -> None:
     assert all(f["bits"] == 8 * f["bytes"] for f in info["frames"])
     code, out, _ = run(["info", lcv], capsys)
     assert code == 0 and "frame 3: I" in out
+    assert run(["info", lcv, "--plot", tmp_path / "bits.png"], capsys)[0] == 0
+    assert Image.open(tmp_path / "bits.png").format == "PNG"
+    code, _, err = run(["info", lcv, "--plot", tmp_path / "bits.txt"], capsys)
+    assert code == 2 and err.startswith("error:") and not (tmp_path / "bits.txt").exists()
     assert run(["--model", tiny_weights, "decode", lcv, "-o", y4m], capsys)[0] == 0
     frames, fps = read_clip(y4m)
     assert len(frames) == 4 and frames[0].shape == (32, 48, 3) and fps == FPS
