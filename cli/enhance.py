@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .io import CliError, atomic_path, read_bytes, write_atomic
 
@@ -260,14 +260,16 @@ def _rgb(image: Image.Image):
 def _read_image(path: Path) -> Image.Image:
     """The decoded picture in ``path`` (any Pillow format, or HEIC/HEIF), turned upright as
     its EXIF orientation says (the output keeps no EXIF)."""
+    from codec.image import upright
+
     try:
         if path.suffix.lower() in HEIF_EXTS:
             from postfilter.heic import decode
 
-            return ImageOps.exif_transpose(decode(read_bytes(path)))
+            return upright(decode(read_bytes(path)))[0]
         with Image.open(path) as im:
-            im.load()
-            return ImageOps.exif_transpose(im)
+            im.load()  # the pixels stay when the file closes
+            return upright(im)[0]
     except CliError:
         raise
     except Exception as e:  # any decoder failure means a bad input file
@@ -306,7 +308,11 @@ def _filter_frames(pf, inp, out, codec: str, settings: tuple, progress: bool) ->
     the decoded planes plus the filter's change (:func:`codec.video_io.add_rgb_change`),
     other ``.y4m`` formats the filtered RGB converted back, both in the source's range and
     flagged so; FFV1 keeps the filtered RGB exactly.  Frames keep their timestamps."""
+    import av
+    from av.video.reformatter import ColorRange
     from tqdm import tqdm
+
+    from codec.video_io import add_rgb_change, is_full_range, to_rgb
 
     vs = inp.streams.video[0]
     ctx = vs.codec_context
@@ -315,6 +321,27 @@ def _filter_frames(pf, inp, out, codec: str, settings: tuple, progress: bool) ->
     ost.pix_fmt = "bgr0" if codec == "ffv1" else _y4m_format(ctx.pix_fmt)
     sound = inp.streams.audio[0] if codec == "ffv1" and inp.streams.audio else None
     sound_out = out.add_stream_from_template(sound) if sound is not None else None
+
+    def encode_restored(frame: av.VideoFrame, first: bool) -> None:
+        full = is_full_range(frame)
+        rgb = to_rgb(frame, full)
+        restored = pf(rgb, *settings)
+        if ost.pix_fmt == frame.format.name.replace("yuvj", "yuv") == "yuv420p":
+            new = add_rgb_change(frame, rgb, restored, full)
+        else:
+            new = av.VideoFrame.from_ndarray(restored, format="rgb24").reformat(
+                format=ost.pix_fmt,
+                dst_colorspace="itu601",
+                dst_color_range="JPEG" if full else "MPEG",
+            )
+        if first and codec != "ffv1":
+            ost.codec_context.color_range = ColorRange.JPEG if full else ColorRange.MPEG
+        elif first and frame.rotation:  # players turn the FFV1 output as the source
+            ost.set_display_rotation(frame.rotation)
+        if frame.pts is not None:
+            new.pts, new.time_base = frame.pts, frame.time_base
+        out.mux(ost.encode(new))
+
     frames = 0
     bar = tqdm(
         total=vs.frames or None, unit="frame", leave=False, disable=None if progress else True
@@ -326,40 +353,12 @@ def _filter_frames(pf, inp, out, codec: str, settings: tuple, progress: bool) ->
                 out.mux(packet)
             continue
         for frame in packet.decode():
-            _encode_restored(pf, frame, ost, out, codec, settings, first=not frames)
+            encode_restored(frame, first=not frames)
             frames += 1
             bar.update()
     bar.close()
     out.mux(ost.encode(None))
     return frames
-
-
-def _encode_restored(pf, frame, ost, out, codec: str, settings: tuple, first: bool) -> None:
-    """Filter the decoded ``frame`` and encode it into ``ost`` of ``out`` (see
-    :func:`_filter_frames`); ``first`` sets what the stream takes from its first frame."""
-    import av
-    from av.video.reformatter import ColorRange
-
-    from codec.video_io import add_rgb_change, is_full_range, to_rgb
-
-    full = is_full_range(frame)
-    rgb = to_rgb(frame, full)
-    restored = pf(rgb, *settings)
-    if ost.pix_fmt == frame.format.name.replace("yuvj", "yuv") == "yuv420p":
-        new = add_rgb_change(frame, rgb, restored, full)
-    else:
-        new = av.VideoFrame.from_ndarray(restored, format="rgb24").reformat(
-            format=ost.pix_fmt,
-            dst_colorspace="itu601",
-            dst_color_range="JPEG" if full else "MPEG",
-        )
-    if first and codec != "ffv1":
-        ost.codec_context.color_range = ColorRange.JPEG if full else ColorRange.MPEG
-    elif first and frame.rotation:  # players turn the FFV1 output as the source
-        ost.set_display_rotation(frame.rotation)
-    if frame.pts is not None:
-        new.pts, new.time_base = frame.pts, frame.time_base
-    out.mux(ost.encode(new))
 
 
 def _y4m_format(src_fmt: str | None) -> str:

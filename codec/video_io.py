@@ -227,7 +227,8 @@ class FrameFolder:
         self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in pictures)
         if not self.files:
             raise VideoIOError(f"no pictures in {self.path}")
-        self.height, self.width = self._read(0).shape[:2]
+        self._first = self._read(0)
+        self.height, self.width = self._first.shape[:2]
         self.fps, self.frames, self.changes = Fraction(fps), len(self.files), []
 
     def _read(self, index: int) -> np.ndarray:
@@ -240,16 +241,13 @@ class FrameFolder:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for index, path in enumerate(self.files):
-            rgb = self._read(index)
+            rgb = self._first if index == 0 else self._read(index)
             if rgb.shape[:2] != (self.height, self.width):
                 h, w = rgb.shape[:2]
                 raise VideoIOError(
                     f"frame {index} ({path.name}) is {w}x{h}, the first {self.width}x{self.height}"
                 )
             yield rgb
-
-    def close(self) -> None:
-        pass
 
     def __enter__(self) -> FrameFolder:
         return self

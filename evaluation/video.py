@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bitstream.video import DEFAULT_GOP, read_frames, read_header
+
 from . import metrics
 from .cache import ResultCache, cache_key
 from .codecs import expand_names
@@ -44,7 +46,7 @@ from .curves import Curve
 from .errors import EvaluationError
 from .report import compare, format_bd_table, run_totals, write_csv, write_json
 from .runner import Qualities, codec_qualities, parse_qualities
-from .video_options import DEFAULT_GOP, add_arguments
+from .video_options import add_arguments
 
 DEFAULT_REF = "x265-medium"
 QPS = (22, 27, 32, 37, 42, 47)
@@ -238,7 +240,6 @@ class Ours(VideoCodecUnderTest):
         )
 
     def code(self, seq: VideoSequence, quality: int, gop: int) -> Coded:
-        from bitstream.video import read_frames, read_header
         from codec.video_io import planes, to_yuv420
 
         buf = io.BytesIO()

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from bitstream.video import DEFAULT_GOP
 
-__all__ = ["DEFAULT_GOP", "add_arguments"]
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The suite's options, shared by ``lcodec rd --video`` and ``python -m``."""
