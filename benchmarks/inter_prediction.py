@@ -64,9 +64,10 @@ def measure(net, reference: torch.Tensor, frame: torch.Tensor, quality: int) -> 
     q = torch.tensor([quality - 1])
     pixels = frame.shape[2] * frame.shape[3]
     flow = net.flow(frame, reference)
-    flow_hat, motion_bits = net.motion(flow * FLOW_SCALE, q, "hard")
+    analysed = net.motion_input(frame, reference)
+    flow_hat, motion_bits = net.motion(analysed, q, "hard")
     flow_hat = flow_hat / FLOW_SCALE
-    zero_hat, zero_bits = net.motion(torch.zeros_like(flow), q, "hard")
+    zero_hat, zero_bits = net.motion(torch.zeros_like(analysed), q, "hard")
     predictions = {
         "static": (reference, 0.0),
         "coded warp": (warp(reference, flow_hat), motion_bits.item()),

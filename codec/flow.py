@@ -15,6 +15,11 @@ flow in thousands of CPU steps); the CNN learns what block matching gets wrong (
 occluded regions, the aperture problem).  The finest level is at half resolution and its
 flow is upsampled: full-resolution motion detail costs four times as much and is mostly
 spent on noise.  Only the encoder runs it.
+
+:class:`BlockSearch` is the classical alternative, without parameters: coarse-to-fine
+integer block matching with a motion penalty, down to full resolution.  Its flows warp far
+closer to the frame than the trained :class:`FlowNet`'s, but they are harder to code
+(``InterConfig.flow`` chooses; ``codec/weights/TRAINING.md`` has the measurements).
 """
 
 from __future__ import annotations
@@ -41,10 +46,10 @@ def upsample_flow(flow: Tensor, factor: int = 2) -> Tensor:
     return up * factor
 
 
-def cost_volume(current: Tensor, warped: Tensor, radius: int) -> Tensor:
+def cost_volume(current: Tensor, warped: Tensor, radius: int, block: int = 3) -> Tensor:
     """(B, (2r+1)^2, H, W): at each pixel ``p`` and displacement ``d`` (row-major over
     ``-r..r`` squared, x fastest) the squared difference of ``current`` at ``p`` and
-    ``warped`` at ``p + d``, averaged over channels and a 3x3 block."""
+    ``warped`` at ``p + d``, averaged over channels and a ``block`` x ``block`` block."""
     _, _, h, w = current.shape
     padded = F.pad(warped, [radius] * 4, mode="replicate")
     side = 2 * radius + 1
@@ -53,7 +58,15 @@ def cost_volume(current: Tensor, warped: Tensor, radius: int) -> Tensor:
         for dy in range(side)
         for dx in range(side)
     ]
-    return F.avg_pool2d(torch.cat(costs, 1), 3, stride=1, padding=1, count_include_pad=False)
+    return F.avg_pool2d(
+        torch.cat(costs, 1), block, stride=1, padding=block // 2, count_include_pad=False
+    )
+
+
+def displacement_grid(radius: int) -> Tensor:
+    """(2, (2r+1)^2): the displacements ``(dx, dy)`` of :func:`cost_volume`'s channels."""
+    d = torch.arange(2 * radius + 1, dtype=torch.float32) - radius
+    return torch.stack(torch.meshgrid(d, d, indexing="ij")[::-1]).reshape(2, -1)
 
 
 class FlowLevel(nn.Module):
@@ -63,9 +76,8 @@ class FlowLevel(nn.Module):
         super().__init__()
         self.radius = radius
         side = 2 * radius + 1
-        d = torch.arange(side, dtype=torch.float32) - radius
-        grid = torch.stack(torch.meshgrid(d, d, indexing="ij")[::-1])  # (2: dx, dy, side, side)
-        self.register_buffer("displacements", grid.reshape(1, 2, side * side, 1, 1), False)
+        grid = displacement_grid(radius)
+        self.register_buffer("displacements", grid.view(1, 2, side * side, 1, 1), False)
         self.log_sharpness = nn.Parameter(torch.tensor(2.3))  # softmax sharpness e^2.3 = 10
         c = channels
         last = nn.Conv2d(c, 2, 3, padding=1)
@@ -88,6 +100,59 @@ class FlowLevel(nn.Module):
         return matched + self.refine(features)
 
 
+def pyramid(x: Tensor, levels: int) -> list[Tensor]:
+    """``x`` and its ``levels`` successive 2x2 means (index ``k``: 1/2**k resolution)."""
+    out = [x]
+    for _ in range(levels):
+        out.append(F.avg_pool2d(out[-1], 2))
+    return out
+
+
+def median3(flow: Tensor) -> Tensor:
+    """The 3x3 median of each flow component (edges replicated): removes isolated wrong
+    matches and keeps motion boundaries sharp, as a mean would not."""
+    b, c, h, w = flow.shape
+    patches = F.unfold(F.pad(flow, [1] * 4, mode="replicate"), 3).view(b, c, 9, h, w)
+    return patches.median(2).values
+
+
+class BlockSearch(nn.Module):
+    """A flow estimator without parameters: coarse-to-fine block matching with a motion
+    penalty, as classical encoders search motion.
+
+    At each level of an image pyramid, from 1/2**levels to full resolution, the reference
+    is warped by the upsampled coarser flow, every integer displacement within ``radius``
+    pixels of that level is scored by its squared difference over a 5x5 block plus
+    ``penalty`` times the squared length of the displacement, the cheapest is
+    added, and a 3x3 median removes isolated wrong matches.  The penalty settles the ties of
+    flat regions on the coarser flow instead of on noise (a learned flow's failure there):
+    its unit is the block's mean squared error in [0, 1] per squared pixel of that level.
+    Warped by it, the reference of a training-clip frame pair is 1 to 9 dB closer to the
+    frame than warped by the trained :class:`FlowNet`.  Encoder only, and not trained.
+    """
+
+    def __init__(self, levels: int = 4, radius: int = 2, penalty: float = 0.002) -> None:
+        super().__init__()
+        self.levels, self.radius, self.penalty = levels, radius, penalty
+        grid = displacement_grid(radius)
+        self.register_buffer("displacements", grid, False)
+        self.register_buffer("lengths", grid.pow(2).sum(0).view(1, -1, 1, 1), False)
+
+    @torch.no_grad()
+    def forward(self, current: Tensor, reference: Tensor) -> Tensor:
+        """Full-resolution backward flow from ``current`` to ``reference`` (sides multiples
+        of ``2 ** levels``)."""
+        cur, ref = pyramid(current, self.levels), pyramid(reference, self.levels)
+        flow = None
+        for level in range(self.levels, -1, -1):
+            c = cur[level]
+            flow = c.new_zeros(c.shape[0], 2, *c.shape[2:]) if flow is None else upsample_flow(flow)
+            costs = cost_volume(c, warp(ref[level], flow), self.radius, block=5)
+            best = (costs + self.penalty * self.lengths).argmin(1)  # (B, H, W)
+            flow = median3(flow + self.displacements[:, best].transpose(0, 1))
+        return flow
+
+
 class FlowNet(nn.Module):
     """Pyramid flow estimator: ``levels`` levels from 1/2**levels to 1/2 resolution, each
     searching ``radius`` pixels of its own resolution around the coarser level's flow."""
@@ -99,10 +164,7 @@ class FlowNet(nn.Module):
     def pyramid_flows(self, current: Tensor, reference: Tensor) -> list[Tensor]:
         """Flows from the coarsest level to the finest (1/2 resolution); the frames' sides
         must be multiples of ``2 ** levels``."""
-        cur, ref = [current], [reference]
-        for _ in self.nets:
-            cur.append(F.avg_pool2d(cur[-1], 2))
-            ref.append(F.avg_pool2d(ref[-1], 2))
+        cur, ref = pyramid(current, len(self.nets)), pyramid(reference, len(self.nets))
         coarsest = cur[-1]
         flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[2:])
         flows = []

@@ -61,9 +61,8 @@ class InterCoder:
             raise ValueError(f"quality must be an integer in 1..{self.qualities}")
         x, ref = self._pad(frame), self._pad(reference)
         q = torch.tensor([int(quality) - 1])
-        flow = self.net.flow(x, ref)
         motion_z, motion_y, motion_hat = self._motion.encode(
-            self.net.motion.analyse(flow * FLOW_SCALE, q)
+            self.net.motion.analyse(self.net.motion_input(x, ref), q)
         )
         prediction = self._predict(ref, motion_hat, q)
         residual_z, residual_y, residual_hat = self._residual.encode(

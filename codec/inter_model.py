@@ -3,7 +3,7 @@
 Data flow (training and coding alike), for frame ``x`` and the previous *decoded* frame
 ``r``, both padded to a multiple of ``ALIGN``::
 
-    flow     = FlowNet(x, r)                                   encoder only
+    flow     = BlockSearch(x, r) or FlowNet(x, r)              encoder only (config.flow)
     flow_hat = motion autoencoder(flow)                        hyperprior latent, coded
     pred     = warp(r, flow_hat) + mc(warp(r, flow_hat), flow_hat)
     res_hat  = residual autoencoder(x - pred)                  hyperprior latent, coded
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor, nn
 
-from .flow import FlowNet, warp
+from .flow import BlockSearch, FlowNet, warp
 from .hyperprior import MeanScaleHyperprior
 from .layers import analysis_transform, synthesis_transform
 from .model import DEFAULT_LAMBDAS, QualityConfig
@@ -50,6 +50,10 @@ FLOW_SCALE = 0.25
 class InterConfig(QualityConfig):
     """Architecture hyper-parameters; stored in the weights file."""
 
+    # The encoder's motion estimation: "learned" (FlowNet), "search" (BlockSearch) or "both"
+    # (the motion coder analyses the two flows side by side).
+    flow: str = "learned"
+    search_penalty: float = 0.002  # BlockSearch's motion penalty (flow "search" or "both")
     flow_levels: int = 4  # pyramid levels of the flow estimator (finest: 1/2 resolution)
     flow_channels: int = 24
     flow_radius: int = 2  # search radius of each level's cost volume (pixels of that level)
@@ -131,12 +135,29 @@ class InterCodec(nn.Module):
     def __init__(self, config: InterConfig = InterConfig()) -> None:
         super().__init__()
         self.config = c = config
-        self.flow = FlowNet(c.flow_levels, c.flow_channels, c.flow_radius)
-        self.motion = LatentAutoencoder(2, c.nm, c.mm, c.mz, c.qualities)
+        if c.flow not in ("learned", "search", "both"):
+            raise ValueError(f"unknown flow estimator {c.flow!r}")
+        search = BlockSearch(c.flow_levels, c.flow_radius, c.search_penalty)
+        if c.flow == "search":
+            self.flow, self.search = search, None
+        else:
+            self.flow = FlowNet(c.flow_levels, c.flow_channels, c.flow_radius)
+            self.search = search if c.flow == "both" else None
+        flows = 2 if c.flow == "both" else 1
+        self.motion = LatentAutoencoder(2 * flows, c.nm, c.mm, c.mz, c.qualities, cout=2)
         cin = 6 if c.conditional else 3
         self.residual = LatentAutoencoder(cin, c.n, c.m, c.nz, c.qualities, cout=3)
         self.mc = Refinement(2, c.mc) if c.mc else None
         self.fusion = Refinement(3, c.conditional) if c.conditional else None
+
+    def motion_input(self, x: Tensor, reference: Tensor) -> Tensor:
+        """What the motion coder analyses (encoder only): the flow from ``x`` to
+        ``reference``, and with ``flow="both"`` the block search's beside it, times
+        ``FLOW_SCALE``."""
+        flow = self.flow(x, reference)
+        if self.search is not None:
+            flow = torch.cat([flow, self.search(x, reference)], dim=1)
+        return flow * FLOW_SCALE
 
     def predict(self, reference: Tensor, flow_hat: Tensor) -> Tensor:
         """The motion-compensated prediction from the reference and the decoded flow."""
@@ -167,8 +188,9 @@ class InterCodec(nn.Module):
 
         ``x`` and ``reference`` are (B, 3, H, W) in [0, 1] with H, W multiples of ALIGN.
         """
-        flow = self.flow(x, reference)
-        flow_hat, motion_bits = self.motion(flow * FLOW_SCALE, quality, mode, temperature)
+        flow_hat, motion_bits = self.motion(
+            self.motion_input(x, reference), quality, mode, temperature
+        )
         prediction = self.predict(reference, flow_hat / FLOW_SCALE)
         decoded, residual_bits = self.residual(
             self.residual_input(x, prediction), quality, mode, temperature
@@ -193,6 +215,26 @@ class InterCodec(nn.Module):
         state[key] = torch.cat([state[key], -state[key]], dim=1)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith("fusion.") for k in missing):
+            raise ValueError(f"cannot convert: missing {missing}, unexpected {unexpected}")
+        return model
+
+    def with_flow(self, flow: str, search_penalty: float = 0.002) -> InterCodec:
+        """A copy of this model with other motion estimation (``InterConfig.flow``), every
+        other part kept.  A learned estimator is kept where both have one (a new one starts
+        untrained); a flow the motion coder did not analyse before enters through
+        first-layer weights of zero, so converting ``learned`` to ``both`` starts from this
+        model's coding (up to float summation order).  Only the encoder runs the
+        estimators."""
+        model = InterCodec(replace(self.config, flow=flow, search_penalty=search_penalty))
+        state = self.state_dict()
+        if isinstance(model.flow, FlowNet) != isinstance(self.flow, FlowNet):
+            state = {k: v for k, v in state.items() if not k.startswith("flow.")}
+        key = "motion.g_a.1.weight"  # after the pixel-unshuffle: channel c*4+k of input c
+        weight, wanted = state[key], model.state_dict()[key].shape[1]
+        extra = weight.new_zeros(weight.shape[0], max(wanted - weight.shape[1], 0), 3, 3)
+        state[key] = torch.cat([weight[:, :wanted], extra], dim=1)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("flow.") for k in missing):
             raise ValueError(f"cannot convert: missing {missing}, unexpected {unexpected}")
         return model
 

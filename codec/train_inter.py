@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .flow import warp
+from .flow import FlowNet, warp
 from .inter_model import FLOW_SCALE, InterCodec, InterConfig
 from .inter_weights import export_inter_weights, load_inter_model
 from .model import DEFAULT_LAMBDAS, ImportanceCodec
@@ -97,7 +97,8 @@ def flow_loss(model: InterCodec, batch: Sequences) -> tuple[Tensor, dict[str, fl
     cur, ref = batch.frames[:, 1:].flatten(0, 1), batch.frames[:, :-1].flatten(0, 1)
     known = batch.known.repeat_interleave(batch.flows.shape[1])
     true = batch.flows.flatten(0, 1)[known]
-    flows = model.flow.pyramid_flows(cur, ref)
+    # A BlockSearch has nothing to train: its loss is zero, its warping still validated.
+    flows = model.flow.pyramid_flows(cur, ref) if isinstance(model.flow, FlowNet) else []
     loss = cur.new_zeros(())
     for level, flow in zip(range(len(flows), 0, -1), flows, strict=True):
         c, r = F.avg_pool2d(cur, 2**level), F.avg_pool2d(ref, 2**level)
@@ -122,12 +123,17 @@ def motion_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """Warm-up loss of the motion coder and motion compensation: the mean over consecutive
     pairs of ``motion bpp + lambda * 255^2 * MSE`` of the prediction from the previous
-    original frame (no residual coded; ``psnr`` is the prediction's)."""
+    original frame (no residual coded; ``psnr`` is the prediction's).  With conditional
+    coding the prediction is context for the coder, not a picture, so the loss takes the
+    plain warp by the decoded flow instead and only the motion coder trains."""
     pairs = seq.shape[1] - 1
     cur, ref = seq[:, 1:].flatten(0, 1), seq[:, :-1].flatten(0, 1)
     quality, lambdas = quality.repeat_interleave(pairs), lambdas.repeat_interleave(pairs)
-    flow_hat, bits = model.motion(model.flow(cur, ref) * FLOW_SCALE, quality, mode, temperature)
-    prediction = model.predict(ref, flow_hat / FLOW_SCALE)
+    flow_hat, bits = model.motion(model.motion_input(cur, ref), quality, mode, temperature)
+    if model.fusion is None:
+        prediction = model.predict(ref, flow_hat / FLOW_SCALE)
+    else:
+        prediction = warp(ref, flow_hat / FLOW_SCALE)
     bpp = bits / (cur.shape[2] * cur.shape[3])
     mse = (prediction - cur).pow(2).flatten(1).mean(1)
     loss = (bpp + lambdas * 255.0**2 * mse).mean()
@@ -238,6 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
         "the decoder's refinement; a residual-coding --init converts exactly "
         "(InterCodec.with_conditional_coding). 0: residual coding",
     )
+    ap.add_argument(
+        "--flow",
+        choices=("learned", "search", "both"),
+        help="the encoder's motion estimation: 'learned' (FlowNet), 'search' (BlockSearch, "
+        "no parameters) or 'both' (the motion coder analyses both flows); a --init of "
+        "another kind converts (InterCodec.with_flow; default: the --init's, else learned)",
+    )
+    ap.add_argument(
+        "--search-penalty", type=float, default=0.002, help="BlockSearch's motion penalty"
+    )
     ap.add_argument("--holdout-clips", type=int, default=1, help="clips kept for validation")
     ap.add_argument("--holdout-photos", type=int, default=4, help="photos kept for validation")
     ap.add_argument("--val-batch", type=int, default=4, help="validation sequences")
@@ -302,6 +318,8 @@ def build_model(
         model = InterCodec(InterConfig(mc=args.mc, lambdas=lambdas))
     if ckpt is None and args.conditional and not model.config.conditional:
         model = model.with_conditional_coding(args.conditional)
+    if ckpt is None and args.flow:
+        model = model.with_flow(args.flow, args.search_penalty)
     if intra is not None and intra.config.lambdas != model.config.lambdas:
         print("warning: the I-frame model was trained for other lambdas than this P-frame model")
     return model
@@ -370,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     ckpt_path = args.out / "checkpoint.pt"
     ckpt = read_checkpoint(ckpt_path)
     model = build_model(args, ckpt, intra).to(device).train()
+    if args.flow_steps and not isinstance(model.flow, FlowNet):
+        raise SystemExit("error: --flow-steps trains a learned flow estimator; give 0")
     state = TrainState(model, args.lr, rng, ckpt_path, ckpt)
     lambdas_all = torch.tensor(model.config.lambdas, device=device)
     writer, log = csv_log(args.out / "train_log.csv", LOG_COLUMNS)

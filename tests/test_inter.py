@@ -14,17 +14,18 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from bitstream import BitstreamError
 from bitstream.pframe import pack_pframe, unpack_pframe
 from cli.main import main as cli_main
 from codec import Codec, WeightsError
-from codec.flow import FlowNet, cost_volume, warp
+from codec.flow import BlockSearch, FlowNet, cost_volume, warp
 from codec.inter_coder import InterCoder
 from codec.inter_model import InterCodec, InterConfig
 from codec.inter_weights import export_inter_weights
-from codec.train_inter import intra_autoencoder_state
+from codec.train_inter import intra_autoencoder_state, motion_loss
 from codec.train_inter import main as train_main
 from codec.video import VideoCodec, encode_video, iter_frames, scan_video
 
@@ -83,6 +84,79 @@ def test_cost_volume_finds_an_integer_shift() -> None:
     best = cost.argmin(0)
     assert (best == (2 + 2) * 5 + (2 - 1)).all()  # row dy = +2, column dx = -1
     assert cost.min(0).values.max() < 1e-10
+
+
+def textured_shift(dx: int, dy: int, h: int = 96, w: int = 128) -> tuple[torch.Tensor, ...]:
+    """(current, reference): a textured picture whose pixel ``p`` is the reference's
+    ``p + (dx, dy)``, the true flow of an exact estimator."""
+    torch.manual_seed(5)
+    base = F.interpolate(torch.rand(1, 3, h // 4 + 8, w // 4 + 8), scale_factor=4, mode="bicubic")
+    base = base.clamp(0, 1)
+    ref = base[:, :, 16 : 16 + h, 16 : 16 + w]
+    current = base[:, :, 16 + dy : 16 + dy + h, 16 + dx : 16 + dx + w]
+    return current, ref
+
+
+def test_block_search_finds_a_large_shift() -> None:
+    current, ref = textured_shift(-9, 6)
+    flow = BlockSearch(levels=3)(current, ref)[0, :, 16:-16, 16:-16]  # away from the edges
+    error = (flow - torch.tensor([-9.0, 6.0]).view(2, 1, 1)).abs().amax(0)
+    assert (error < 0.5).float().mean() > 0.8
+    static = (current - ref).pow(2).mean()
+    assert (warp(ref, BlockSearch(levels=3)(current, ref)) - current).pow(2).mean() < static / 10
+
+
+def test_block_search_penalty_keeps_a_flat_picture_still() -> None:
+    rng = torch.Generator().manual_seed(3)
+    flat = 0.5 + 0.01 * torch.rand(1, 3, 64, 64, generator=rng)  # noise only, no motion
+    noisy = 0.5 + 0.01 * torch.rand(1, 3, 64, 64, generator=rng)
+    assert BlockSearch(levels=2)(noisy, flat).abs().max() == 0
+    assert BlockSearch(levels=2, penalty=0.0)(noisy, flat).abs().max() > 0
+
+
+def test_changing_the_flow_estimator_keeps_the_coder() -> None:
+    torch.manual_seed(4)
+    learned = InterCodec(TINY).eval()
+    search = learned.with_flow("search", 0.001)
+    assert isinstance(search.flow, BlockSearch) and search.flow.penalty == 0.001
+    assert not any(k.startswith("flow.") for k in search.state_dict())
+    kept = {k: v for k, v in learned.state_dict().items() if not k.startswith("flow.")}
+    assert kept.keys() == search.state_dict().keys()
+    assert all(torch.equal(v, search.state_dict()[k]) for k, v in kept.items())
+    back = search.with_flow("learned")
+    assert isinstance(back.flow, FlowNet) and back.config.flow == "learned"
+
+
+def test_both_flows_start_as_the_learned_model() -> None:
+    """The block search's flow enters the motion coder through zero weights: same coding."""
+    torch.manual_seed(7)
+    learned = InterCodec(TINY).eval()
+    both = learned.with_flow("both")
+    assert isinstance(both.flow, FlowNet) and isinstance(both.search, BlockSearch)
+    current, ref = textured_shift(3, -2, 64, 128)
+    q = torch.tensor([5])
+    assert both.motion_input(current, ref).shape[1] == 4
+    with torch.no_grad():
+        a, b = learned(current, ref, q), both(current, ref, q)
+    for key in ("x_hat", "motion_bits", "residual_bits"):  # the wider layer sums in another order
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-3)
+    assert torch.equal(
+        both.with_flow("learned").state_dict()["flow.nets.0.log_sharpness"],
+        learned.state_dict()["flow.nets.0.log_sharpness"],
+    )
+    with pytest.raises(ValueError, match="unknown flow"):
+        InterCodec(InterConfig(flow="magic"))
+
+
+def test_search_flow_weights_code_and_round_trip(tmp_path) -> None:
+    torch.manual_seed(6)
+    path = tmp_path / "search.safetensors"
+    export_inter_weights(InterCodec(TINY).with_flow("search"), path, model_id="tiny-search")
+    coder = InterCoder(path)
+    assert coder.net.config.flow == "search"
+    cur, ref = moving_pair()
+    payload, recon = coder.encode(cur, ref, 4)
+    assert (coder.decode(payload, ref) == recon).all()
 
 
 def test_payload_round_trip_is_bit_exact(inter) -> None:
@@ -371,3 +445,33 @@ def test_trainer_converts_to_conditional_coding(tmp_path, inter_weights, tiny_we
     args += ["--intra", tiny_weights, "--holdout-photos", "0", "--init", inter_weights]
     train_main([str(a) for a in [*args, "--conditional", "8"]])
     assert InterCoder(run / "model.safetensors").net.config.conditional == 8
+    train_main([str(a) for a in [*args, "--out", tmp_path / "run2", "--flow", "search"]])
+    assert InterCoder(tmp_path / "run2" / "model.safetensors").net.config.flow == "search"
+    with pytest.raises(SystemExit, match="flow-steps"):
+        train_main(
+            [
+                str(a)
+                for a in [
+                    *args,
+                    "--out",
+                    tmp_path / "run3",
+                    "--flow",
+                    "search",
+                    "--flow-steps",
+                    "5",
+                ]
+            ]
+        )
+
+
+def test_motion_warm_up_of_a_conditional_model_trains_the_motion_coder_alone() -> None:
+    """Its prediction is context, not a picture: the warm-up aims at the plain warp."""
+    model = conditional_tiny().with_flow("search").train()
+    seq = torch.from_numpy(np.stack(moving_pair(64, 128))).permute(0, 3, 1, 2).float() / 255
+    q = torch.tensor([3])
+    loss, stats = motion_loss(model, seq.flip(0)[None], q, torch.tensor([0.01]), "soft", 0.5)
+    loss.backward()
+    assert all(p.grad is None for p in model.mc.parameters())
+    assert all(p.grad is None for p in model.residual.parameters())
+    assert sum(p.grad.abs().sum() for p in model.motion.parameters() if p.grad is not None) > 0
+    assert stats["psnr"] == stats["prediction_psnr"] and stats["bpp"] > 0
