@@ -128,7 +128,8 @@ class BlockSearch(nn.Module):
     flat regions on the coarser flow instead of on noise (a learned flow's failure there):
     its unit is the block's mean squared error in [0, 1] per squared pixel of that level.
     Warped by it, the reference of a training-clip frame pair is 6 to 10 dB closer to the
-    frame than warped by the trained :class:`FlowNet` (``benchmarks.inter_prediction``).  Encoder only, and not trained.
+    frame than warped by the trained :class:`FlowNet` (``benchmarks.inter_prediction``).
+    Encoder only, and not trained.
     """
 
     def __init__(self, levels: int = 4, radius: int = 2, penalty: float = 0.002) -> None:
