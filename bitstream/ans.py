@@ -28,13 +28,14 @@ class TableSet:
         enc = constriction.stream.queue.RangeEncoder()
         for idx, group in _groups(table, symbols.size):
             enc.encode(symbols[group], self._models[idx])
-        return enc.get_compressed().tobytes()
+        return enc.get_compressed().astype("<u4").tobytes()  # little-endian, as the container
 
     def decode(self, data: bytes, table: np.ndarray | int, count: int) -> np.ndarray:
         """Inverse of :meth:`encode` for ``count`` symbols."""
         if len(data) % 4:
             raise BitstreamError("corrupted entropy-coded section (length)")
-        dec = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype=np.uint32))
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)  # little-endian words
+        dec = constriction.stream.queue.RangeDecoder(words)
         out = np.empty(count, dtype=np.int32)
         try:
             for idx, group in _groups(table, count):

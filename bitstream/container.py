@@ -11,12 +11,13 @@ Layout (all integers little-endian)::
     quality    u8       quality level the file was coded at (1-based)
     width      u32      picture size before padding
     height     u32
-    channels   u8       channels of the decoded picture (1 or 3)
+    channels   u8       channels of the decoded picture (1 or 3; 1 exactly when flag
+                        bit 0 is set); width x height at most MAX_PIXELS
     id_len     u8       length of the model id
     model_id   id_len bytes of ASCII
     digest     8 bytes  first bytes of SHA-256 of the weights file
     n_sections u8
-    n_sections x (tag 4 bytes, length u32, crc32 u32)
+    n_sections x (tag 4 bytes, length u32, crc32 u32), each tag once
     header_crc u32      CRC32 of every header byte before it
     payloads            the sections, in table order, nothing after them
 
@@ -42,6 +43,13 @@ _SECTION = struct.Struct("<4sII")
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
 MAX_SIDE = 1 << 16
+#: Largest picture (pixels) coded or decoded: bigger ones are refused, not swapped to death.
+MAX_PIXELS = 16384 * 16384
+
+
+def valid_size(width: int, height: int) -> bool:
+    """Whether a picture of ``width`` x ``height`` is within the format's limits."""
+    return 0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and width * height <= MAX_PIXELS
 
 
 class BitstreamError(ValueError):
@@ -136,12 +144,16 @@ def unpack(data: bytes) -> tuple[Header, dict[bytes, bytes]]:
     pos = end
     if kind != KIND_IMAGE or flags & ~_KNOWN_FLAGS or channels not in (1, 3):
         raise BitstreamError("unsupported file kind, flags or channel count")
+    if bool(flags & FLAG_GRAYSCALE) != (channels == 1):
+        raise BitstreamError("the grayscale flag and the channel count disagree")
     if flags & _DOWNSCALE_BITS == _DOWNSCALE_BITS:
         raise BitstreamError("invalid downscale factor in the header")
-    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+    if not valid_size(width, height):
         raise BitstreamError(f"invalid picture size {width}x{height}")
     sections: dict[bytes, bytes] = {}
     for tag, length, crc in table:
+        if tag in sections:
+            raise BitstreamError(f"section {tag.decode('latin-1')!r} appears twice")
         end = _need(view, pos, length)
         payload = bytes(view[pos:end])
         if zlib.crc32(payload) != crc:

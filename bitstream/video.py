@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import BinaryIO
 
-from .container import MAX_SIDE, BitstreamError
+from .container import BitstreamError, valid_size
 
 VIDEO_MAGIC = b"\x89LCV"
 VIDEO_FORMAT_VERSION = 1
@@ -85,7 +85,7 @@ class VideoHeader:
     def pack(self) -> bytes:
         """The header bytes, CRC included."""
         fps = Fraction(self.fps)
-        if not (0 < self.width <= MAX_SIDE and 0 < self.height <= MAX_SIDE):
+        if not valid_size(self.width, self.height):
             raise ValueError(f"invalid frame size {self.width}x{self.height}")
         if fps <= 0 or fps.numerator >= 1 << 32 or fps.denominator >= 1 << 32:
             raise ValueError(f"frame rate {fps} is not a positive 32-bit fraction")
@@ -135,7 +135,7 @@ def read_header(f: BinaryIO) -> VideoHeader:
         raise BitstreamError(
             f"unsupported video format version {version} (this reader: {VIDEO_FORMAT_VERSION})"
         )
-    if flags or not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or not num or not den:
+    if flags or not valid_size(width, height) or not num or not den:
         raise BitstreamError("invalid video header (flags, size or frame rate)")
     if frames == 0:
         raise BitstreamError("unfinished video file (no frame count: the encoder did not finish)")
@@ -183,11 +183,19 @@ def read_frames(f: BinaryIO, header: VideoHeader) -> Iterator[FrameRecord]:
             raise FrameDamaged(index, f"frame {index} is cut short (file truncated)")
         if zlib.crc32(payload, zlib.crc32(head[:5])) != crc:
             raise FrameDamaged(index, f"frame {index} is corrupted (CRC mismatch)")
-        if frame_type not in FRAME_TYPES or (index == 0 and frame_type != FRAME_I):
+        if not _allowed(frame_type, index, header):
             raise FrameDamaged(index, f"frame {index} has an invalid frame type {frame_type}")
         yield FrameRecord(index, frame_type, payload)
     if f.read(1):
         raise FrameDamaged(header.frames, "unexpected bytes after the last frame")
+
+
+def _allowed(frame_type: int, index: int, header: VideoHeader) -> bool:
+    """Whether frame ``index`` may have ``frame_type``: the first frame is an I-frame, and
+    P-frames need a P-frame model named in the header."""
+    if frame_type == FRAME_P:
+        return index > 0 and bool(header.inter_id)
+    return frame_type == FRAME_I
 
 
 class VideoWriter:
@@ -206,7 +214,7 @@ class VideoWriter:
 
     def write(self, frame_type: int, payload: bytes) -> int:
         """Append one frame; return the bytes its record takes."""
-        if frame_type not in FRAME_TYPES or (self.frames == 0 and frame_type != FRAME_I):
+        if not _allowed(frame_type, self.frames, self.header):
             raise ValueError(f"invalid frame type {frame_type} for frame {self.frames}")
         head = struct.pack("<BI", frame_type, len(payload))
         self._f.write(head + _U32.pack(zlib.crc32(payload, zlib.crc32(head))))

@@ -30,17 +30,17 @@ from bitstream.container import FLAG_GRAYSCALE, MAX_SIDE, downscale_flag
 
 from . import lowrate
 from .determinism import map_one_thread
+from .errors import check_quality
 from .image import ImageError, Picture, to_picture, to_pil
 from .importance import importance_levels, mask_from_levels
 from .latent_coder import LatentCoder
 from .lowrate import TAG_UPSCALER, Upscaler
 from .refine import refine as refine_features
+from .tiling import LATENT_STRIDE, bands, pad_edges
 from .zoo import LoadedWeights, load_weights
 
-LATENT_STRIDE = 16  # pixels per latent position
 BAND_ROWS = 16  # latent rows per band (analysis) and per tile (synthesis)
 TILE_COLS = 64  # latent columns per synthesis tile
-BAND_MARGIN = 4  # latent rows/columns of context on each side (covers the receptive field)
 TAG_MAP, TAG_Z, TAG_Y = b"IMAP", b"HYPZ", b"LATY"
 
 
@@ -112,7 +112,7 @@ class Codec:
                 analysed[factor] = coded, self._analyse(coded)
             coded, features = analysed[factor]
             if refine:
-                x = torch.from_numpy(_pad(coded, self.net.ALIGN)).permute(2, 0, 1)[None]
+                x = torch.from_numpy(pad_edges(coded, self.net.ALIGN)).permute(2, 0, 1)[None]
                 features = refine_features(
                     self.net,
                     features,
@@ -125,7 +125,9 @@ class Codec:
             return self._encode_at(pic, features, q, factor)
 
         if target_bpp is None:
-            return encode_at(self._check_quality(4 if quality is None else quality), downscale or 1)
+            return encode_at(
+                check_quality(4 if quality is None else quality, self.qualities), downscale or 1
+            )
         if quality is not None:
             raise ValueError("give either quality or target_bpp, not both")
         if not target_bpp > 0:
@@ -143,17 +145,12 @@ class Codec:
                 return best
         raise ValueError(f"no quality reaches {target_bpp} bpp (quality 1 needs more)")
 
-    def _check_quality(self, quality: int) -> int:
-        if not isinstance(quality, (int, np.integer)) or not 1 <= quality <= self.qualities:
-            raise ValueError(f"quality must be an integer in 1..{self.qualities}")
-        return int(quality)
-
     def _analyse(self, rgb: np.ndarray) -> Tensor:
         """Analysis output for the padded picture, computed band by band."""
-        rgb = _pad(rgb, self.net.ALIGN)
+        rgb = pad_edges(rgb, self.net.ALIGN)
         parts = []
-        bands = _bands(rgb.shape[0] // LATENT_STRIDE, BAND_ROWS)
-        for r0, r1, c0, c1 in self._progress(bands, "analysis"):
+        pieces = bands(rgb.shape[0] // LATENT_STRIDE, BAND_ROWS)
+        for r0, r1, c0, c1 in self._progress(pieces, "analysis"):
             band = torch.from_numpy(rgb[c0 * LATENT_STRIDE : c1 * LATENT_STRIDE].copy())
             out = self.net.g_a(band.permute(2, 0, 1).unsqueeze(0).float().div_(255.0))
             parts.append(out[:, :, r0 - c0 : r1 - c0])
@@ -236,7 +233,7 @@ class Codec:
         y = y_hat / self.net.gain(q)
         s = LATENT_STRIDE
         out = torch.empty((1, 3, y.shape[2] * s, y.shape[3] * s), dtype=torch.uint8)
-        rows, cols = _bands(y.shape[2], BAND_ROWS), _bands(y.shape[3], TILE_COLS)
+        rows, cols = bands(y.shape[2], BAND_ROWS), bands(y.shape[3], TILE_COLS)
         tiles = [(r, c) for r in rows for c in cols]
 
         def synthesize(tile: tuple) -> Tensor:
@@ -254,20 +251,3 @@ class Codec:
         when that is wanted and worth it."""
         total = len(bands) if total is None else total
         return tqdm(bands, desc=desc, total=total, disable=not self.progress or total < 8)
-
-
-def _pad(rgb: np.ndarray, align: int) -> np.ndarray:
-    """``rgb`` (H, W, 3) padded at the bottom and right, by repeating its edge, to
-    multiples of ``align``."""
-    h, w = rgb.shape[:2]
-    return np.pad(rgb, ((0, -h % align), (0, -w % align), (0, 0)), mode="edge")
-
-
-def _bands(length: int, size: int) -> list[tuple[int, int, int, int]]:
-    """Split ``length`` latent rows (or columns) into pieces of ``size``: for each, its
-    (first, end) and the (first, end) of the piece with its context margins."""
-    bands = []
-    for r0 in range(0, length, size):
-        r1 = min(length, r0 + size)
-        bands.append((r0, r1, max(0, r0 - BAND_MARGIN), min(length, r1 + BAND_MARGIN)))
-    return bands

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
-#: Largest picture accepted (pixels); bigger ones are refused, not swapped to death.
-MAX_PIXELS = 16384 * 16384
+from bitstream.container import MAX_PIXELS
+
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 

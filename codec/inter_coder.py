@@ -23,11 +23,12 @@ from bitstream.ans import TableSet
 from bitstream.pframe import pack_pframe, unpack_pframe
 
 from .determinism import one_thread
+from .errors import check_quality
 from .inter_model import FLOW_SCALE
 from .inter_weights import LoadedInter, load_inter_weights
 from .latent_coder import LatentCoder
+from .tiling import LATENT_STRIDE, pad_edges
 
-LATENT_STRIDE = 16  # pixels per latent position (z: 4 times more)
 SECTIONS = 4  # motion z, motion y, residual z, residual y
 
 
@@ -57,10 +58,9 @@ class InterCoder:
         the frame the decoder will reconstruct from it."""
         if frame.shape != reference.shape or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError("frame and reference must be (H, W, 3) arrays of one size")
-        if not isinstance(quality, (int, np.integer)) or not 1 <= quality <= self.qualities:
-            raise ValueError(f"quality must be an integer in 1..{self.qualities}")
+        quality = check_quality(quality, self.qualities)
         x, ref = self._pad(frame), self._pad(reference)
-        q = torch.tensor([int(quality) - 1])
+        q = torch.tensor([quality - 1])
         motion_z, motion_y, motion_hat = self._motion.encode(
             self.net.motion.analyse(self.net.motion_input(x, ref), q)
         )
@@ -69,7 +69,7 @@ class InterCoder:
             self.net.residual.analyse(self.net.residual_input(x, prediction), q)
         )
         recon = self._reconstruct(prediction, residual_hat, q, frame.shape)
-        payload = pack_pframe(int(quality), [motion_z, motion_y, residual_z, residual_y])
+        payload = pack_pframe(quality, [motion_z, motion_y, residual_z, residual_y])
         return payload, recon
 
     @torch.no_grad()
@@ -89,13 +89,12 @@ class InterCoder:
 
     def _pad(self, rgb: np.ndarray) -> Tensor:
         """(1, 3, H', W') float in [0, 1], edge-padded to a multiple of ALIGN."""
-        align = self.net.ALIGN
-        h, w = rgb.shape[:2]
-        rgb = np.pad(rgb, ((0, -h % align), (0, -w % align), (0, 0)), mode="edge")
+        rgb = pad_edges(rgb, self.net.ALIGN)
         return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
     def _predict(self, reference: Tensor, motion_hat: Tensor, q: Tensor) -> Tensor:
-        """The prediction from the decoded motion latent (float64, exact)."""
+        """The prediction from the decoded motion latent (float32, on one thread: the
+        same on every run of one machine)."""
         with one_thread():
             flow = self.net.motion.synthesize(motion_hat.float(), q) / FLOW_SCALE
             return self.net.predict(reference, flow)

@@ -46,11 +46,6 @@ def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTran
     )
 
 
-def subpel_conv(cin: int, cout: int, scale: int = 2) -> nn.Sequential:
-    """3x3 convolution followed by pixel shuffle: upsampling without transposed conv."""
-    return nn.Sequential(conv(cin, cout * scale * scale, 3, 1), nn.PixelShuffle(scale))
-
-
 def analysis_transform(n: int, out: int, cin: int = 3) -> nn.Sequential:
     """Image (``cin`` channels: RGB, or 2 for a flow field) to latent (``out`` channels)
     at 1/16 resolution.

@@ -25,11 +25,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .model import ImportanceCodec
+from .tiling import bands
 
-#: Latent positions (16 pixels each) per side of a refinement tile, and of context
-#: around it; multiples of 4 so that tiles keep the hyper-latent grid.
+#: Latent positions (16 pixels each) per side of a refinement tile (with
+#: :data:`codec.tiling.MARGIN` of context around it); a multiple of 4 so that tiles keep
+#: the hyper-latent grid.
 TILE = 48
-MARGIN = 4
 #: First Adam step on the analysis output (then cosine decay) and the soft quantizer's
 #: temperatures (geometric from the first to the last step); chosen on held-out training
 #: photos.
@@ -77,7 +78,7 @@ def refine(
     weight = torch.zeros((1, 1, *x.shape[2:]))
     weight[:, :, :h, :w] = 1
     s = x.shape[2] // features.shape[2]
-    tiles = [(r, c) for r in _tiles(features.shape[2]) for c in _tiles(features.shape[3])]
+    tiles = [(r, c) for r in bands(features.shape[2], TILE) for c in bands(features.shape[3], TILE)]
     bar = tqdm(total=len(tiles) * steps, desc="refine", disable=not progress)
     for (r0, r1, a0, a1), (c0, c1, b0, b1) in tiles:
         pix = (slice(None), slice(None), slice(a0 * s, a1 * s), slice(b0 * s, b1 * s))
@@ -121,11 +122,3 @@ def _descend(
         decay.step()
         bar.update()
     return best
-
-
-def _tiles(length: int) -> list[tuple[int, int, int, int]]:
-    """(first, end) of each tile of ``length`` latent positions and of its context."""
-    return [
-        (r0, min(length, r0 + TILE), max(0, r0 - MARGIN), min(length, r0 + TILE + MARGIN))
-        for r0 in range(0, length, TILE)
-    ]

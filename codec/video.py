@@ -52,6 +52,7 @@ from bitstream.video import (
     read_header,
 )
 
+from .errors import check_quality
 from .video_io import ClipWriter, open_clip
 
 if TYPE_CHECKING:
@@ -172,8 +173,7 @@ class VideoCodec:
     ) -> Iterator[CodedFrame]:
         """Code RGB ``frames`` into ``out`` (seekable) as an ``.lcv`` file, yielding each
         frame's record as it is written; the file is complete once the iterator is."""
-        if not isinstance(quality, int) or not 1 <= quality <= self.qualities:
-            raise ValueError(f"quality must be an integer in 1..{self.qualities}")
+        quality = check_quality(quality, self.qualities)
         if gop < 0:
             raise ValueError("gop must be 0 (one I-frame) or a positive intra period")
         writer, reference, costs = None, None, _Costs()
@@ -258,8 +258,8 @@ class VideoCodec:
         for record in records:
             try:
                 if record.type == FRAME_P:
-                    if self.inter is None:
-                        raise BitstreamError("P-frame in a file without an inter model")
+                    if self.inter is None or not header.inter_id:
+                        raise BitstreamError("P-frame in a file that names no P-frame model")
                     rgb = self.inter.decode(record.payload, reference)
                 else:
                     image_header, rgb = self.image.decode_array(record.payload)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, save_file
 
 from . import entropy_models as em
 from .errors import WeightsError
@@ -103,11 +104,11 @@ def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor], b
     if not path.is_file():
         raise WeightsError(f"model weights not found: {path}")
     try:
-        raw = path.read_bytes()
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as e:
+        raw = path.read_bytes()  # read once: digest, metadata and tensors of the same bytes
+        tensors = load(raw)
+        (size,) = struct.unpack_from("<Q", raw)  # the JSON header, after its u64 length
+        meta = json.loads(raw[8 : 8 + size]).get("__metadata__") or {}
+    except (SafetensorError, OSError, ValueError, struct.error) as e:
         raise WeightsError(f"cannot read model weights {path}: {e}") from None
     if "model_id" not in meta:
         raise WeightsError(f"cannot read model weights {path}: no model id")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import codec.coder as coder
 from bitstream import BitstreamError, unpack
+from bitstream.container import pack
 from codec import Codec, ImageError
 
 from .conftest import decode_with_threads, smooth_image
@@ -122,6 +125,26 @@ def test_random_byte_flips_are_clean_errors(tiny_codec: Codec, photo):
 def test_trailing_bytes_rejected(tiny_codec: Codec, photo):
     with pytest.raises(BitstreamError, match="unexpected bytes"):
         tiny_codec.decode(tiny_codec.encode(photo, quality=1) + b"\0")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"width": 16384 * 2, "height": 16384}, "invalid picture size"),  # over MAX_PIXELS
+        ({"channels": 1}, "grayscale flag"),  # the flag says RGB
+        ({"flags": 1}, "grayscale flag"),  # the flag says grayscale, the channels RGB
+        (None, "appears twice"),  # a section repeated (its CRC right)
+    ],
+)
+def test_headers_that_contradict_themselves(tiny_codec: Codec, change, message):
+    header, sections = unpack(tiny_codec.encode(smooth_image(16, 16), quality=1))
+    items = list(sections.items())
+    if change is None:
+        items.append(items[-1])
+    else:
+        header = replace(header, **change)
+    with pytest.raises(BitstreamError, match=message):
+        tiny_codec.decode(pack(header, items))
 
 
 def test_file_from_another_model_is_refused(tiny_codec: Codec, photo, tmp_path):

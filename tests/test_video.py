@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import zlib
+from dataclasses import replace
 from fractions import Fraction
 
 import av
@@ -85,7 +86,7 @@ def lcv(tmp_path_factory, clip, video_codec):
 
 
 # -- container ---------------------------------------------------------------------------
-HEADER = VideoHeader(48, 32, FPS, 2, "model", bytes(range(8)))
+HEADER = VideoHeader(48, 32, FPS, 2, "model", bytes(range(8)), "inter", bytes(8))
 PAYLOADS = [b"first I", b"", b"third frame", b"4"]
 
 
@@ -117,7 +118,7 @@ def test_container_round_trip() -> None:
     got, error = records(data)
     assert error is None
     header = read_header(io.BytesIO(data))
-    assert header == VideoHeader(48, 32, FPS, 2, "model", bytes(range(8)), frames=4)
+    assert header == replace(HEADER, frames=4)
     assert [r.payload for r in got] == PAYLOADS
     assert [r.type_name for r in got] == ["I", "P", "P", "P"]
     assert sum(r.size for r in got) + len(header.pack()) == len(data)
@@ -167,6 +168,10 @@ def test_bad_headers_and_trailing_bytes() -> None:
 def test_writer_rules() -> None:
     with pytest.raises(ValueError):
         VideoWriter(io.BytesIO(), HEADER).write(FRAME_P, b"x")  # a video starts with an I-frame
+    intra_only = VideoWriter(io.BytesIO(), replace(HEADER, inter_id=""))
+    intra_only.write(FRAME_I, b"x")
+    with pytest.raises(ValueError):
+        intra_only.write(FRAME_P, b"x")  # P-frames need a P-frame model in the header
     with pytest.raises(ValueError):
         VideoWriter(io.BytesIO(), HEADER).close()  # and has at least one frame
     with pytest.raises(ValueError):
@@ -377,6 +382,18 @@ def test_cli_truncation_with_and_without_salvage(tmp_path, lcv, tiny_weights, ca
             assert len(read_clip(out)[0]) == k
             out.unlink()
     assert list(tmp_path.iterdir()) == [tmp_path / "bad.lcv"]  # no temporary files left
+
+
+def test_p_frame_in_a_file_without_a_p_frame_model() -> None:
+    """A P-frame record (with a right CRC) in a file whose header names no P-frame model is
+    damage, not something to decode with whatever P-frame model is loaded."""
+    data, starts = container_bytes()
+    header = read_header(io.BytesIO(data))
+    intra_only = replace(header, inter_id="", inter_digest=bytes(8))
+    got, error = records(intra_only.pack() + data[starts[0] :])
+    assert len(got) == 1
+    assert isinstance(error, FrameDamaged) and error.frame == 1
+    assert "invalid frame type" in str(error)
 
 
 def test_intact_record_with_a_bad_payload(tmp_path, lcv, tiny_weights, capsys) -> None:
