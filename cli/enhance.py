@@ -2,12 +2,13 @@
 
 ``--task artifacts`` removes HEVC/HEIC coding artefacts from a decoded picture (PNG etc.),
 an HEIC/HEIF file (decoded with pillow-heif) or an HEVC/H.264 video (``.mp4``/``.mkv``,
-decoded with PyAV; written losslessly as FFV1 RGB in ``.mkv``, or as ``.y4m`` in the source's
-YUV format).  ``denoise``, ``sr`` and ``deblur`` (:mod:`postfilter.restore_api`) take
-pictures; ``lcodec decode --enhance`` runs them, or (``artifacts``) the filter of our codec's
-decodes told the file's quality level, on a decoded ``.lcf`` file
-(:func:`add_decode_options`, :func:`decode_enhancer`).  The progress bar shows on a terminal
-only.  Errors print one ``error:`` line, return status 2 and leave no output file.
+decoded with PyAV; written losslessly as FFV1 RGB in ``.mkv``, or as ``.y4m``: 8-bit, in
+the source's chroma format where that is 4:2:0, 4:2:2 or 4:4:4, else 4:4:4).
+``denoise``, ``sr`` and ``deblur`` (:mod:`postfilter.restore_api`) take pictures;
+``lcodec decode --enhance`` runs them, or (``artifacts``) the filter of our codec's decodes
+told the file's quality level, on a decoded ``.lcf`` file (:func:`add_decode_options`,
+:func:`decode_enhancer`).  The progress bar shows on a terminal only.  Errors print one
+``error:`` line, return status 2 and leave no output file.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .io import CliError, atomic_path, read_bytes, write_atomic
+from .io import CliError, atomic_path, check_output, read_bytes, write_atomic
 
 if TYPE_CHECKING:
     from bitstream import Header
@@ -34,7 +35,7 @@ VIDEO_OUT = {".mkv": ("matroska", "ffv1"), ".y4m": ("yuv4mpegpipe", "rawvideo")}
 Y4M_FORMATS = {"yuv420p", "yuv422p", "yuv444p"}
 #: The options each task takes (argparse destinations); the others must be left unset.
 TASK_OPTIONS = {
-    "artifacts": {"qp"},
+    "artifacts": {"qp", "ensemble"},
     "denoise": {"sigma"},
     "sr": {"scale"},
     "sr2": set(),
@@ -72,9 +73,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--ensemble",
         type=int,
         choices=[1, 2, 4],
-        default=2,
         help="artifacts: average the correction over this many flips of the picture "
-        "(default: %(default)s; 1 is twice as fast, 4 half as fast)",
+        "(default: 2; 1 is twice as fast, 4 half as fast)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
@@ -145,7 +145,7 @@ def _flag(dest: str) -> str:
 
 def _check_options(task: str, args: argparse.Namespace) -> None:
     """Refuse options ``task`` does not take and require the ones it cannot do without."""
-    for dest in ("qp", "sigma", "scale", "blur_sigma"):
+    for dest in ("qp", "ensemble", "sigma", "scale", "blur_sigma"):
         if vars(args).get(dest) is not None and dest not in TASK_OPTIONS[task]:
             raise CliError(f"{_flag(dest)} does not apply to the {task} task")
     if task == "sr" and args.scale is None:
@@ -201,10 +201,12 @@ def _enhance(args: argparse.Namespace) -> str:
         raise CliError(f"video output must be .mkv (FFV1) or .y4m, not {out_ext or '(none)'!r}")
     if not is_video and out_ext not in Image.registered_extensions():
         raise CliError(f"unknown output image format {out_ext or '(none)'!r}; use e.g. .png")
+    check_output(dst, src)
     if args.task != "artifacts":
         return _restore(args, src, dst)
 
     from postfilter import filter_for
+    from postfilter.api import DEFAULT_ENSEMBLE
 
     pf = filter_for("qp", args.weights, video=is_video)
     qp, how = args.qp, "blind" if args.qp is None else f"at QP {args.qp:g}"
@@ -213,15 +215,14 @@ def _enhance(args: argparse.Namespace) -> str:
 
         qp = heif_qp(read_bytes(src))  # told beats blind; None where unreadable
         how = how if qp is None else f"at QP {qp:g}, read from the file"
-    settings = (qp, args.tile, args.ensemble)
+    settings = (qp, args.tile, args.ensemble or DEFAULT_ENSEMBLE)
     if is_video:
         n, sound = _enhance_video(pf, src, dst, settings, progress=not args.quiet)
         return f"{dst}: {n} frames enhanced with {pf.model_id} ({how}){sound}"
     image = _read_image(src)
-    restored, told = pf.restore(_rgb(image), *settings, progress=not args.quiet)
+    out, told = pf.restore_picture(image, *settings, progress=not args.quiet)
     if qp is None and told is not None:
         how = f"blind, QP estimated at {told:.1f}"
-    out = Image.fromarray(restored)
     fmt = Image.registered_extensions()[out_ext]
     icc = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
     write_atomic(dst, lambda tmp: out.save(tmp, format=fmt, **icc))
@@ -251,26 +252,18 @@ def _restore(args: argparse.Namespace, src: Path, dst: Path) -> str:
     return f"{dst}: {done}"
 
 
-def _rgb(image: Image.Image):
-    import numpy as np
-
-    return np.asarray(image.convert("RGB"))
-
-
 def _read_image(path: Path) -> Image.Image:
     """The decoded picture in ``path`` (any Pillow format, or HEIC/HEIF), turned upright as
     its EXIF orientation says (the output keeps no EXIF)."""
-    from codec.image import upright
+    from codec.image import ImageError, open_image, upright
 
     try:
         if path.suffix.lower() in HEIF_EXTS:
             from postfilter.heic import decode
 
             return upright(decode(read_bytes(path)))[0]
-        with Image.open(path) as im:
-            im.load()  # the pixels stay when the file closes
-            return upright(im)[0]
-    except CliError:
+        return upright(open_image(path))[0]
+    except (CliError, ImageError):
         raise
     except Exception as e:  # any decoder failure means a bad input file
         raise CliError(f"cannot read picture {path}: {e}") from None

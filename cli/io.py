@@ -22,17 +22,37 @@ def _default_mode(base: int) -> int:
     return base & ~umask
 
 
+def check_output(target: Path, source: Path | None = None) -> Path:
+    """``target`` with its symbolic links resolved, once it is known to be writable as an
+    output file: in an existing folder, not a folder, device or pipe itself, and not the
+    file ``source`` (the input, which it would destroy).  Commands call it before their
+    work, so that a bad ``-o`` fails at once."""
+    given, target = Path(target), Path(os.path.realpath(target))
+    if target.is_dir():
+        raise CliError(f"output is a directory: {given}")
+    if not target.parent.is_dir():
+        raise CliError(f"output folder does not exist: {given.parent}")
+    if target.exists() and not target.is_file():
+        raise CliError(f"output exists and is not a regular file: {given}")
+    if source is not None and target.exists() and source.exists() and target.samefile(source):
+        raise CliError(f"output would overwrite the input: {given}")
+    return target
+
+
 @contextmanager
 def atomic_path(target: Path):
-    """Yield a temporary path next to ``target``; move it into place only on success, with
-    the mode of the file it replaces, or the mode a new file gets."""
-    target = Path(target)
-    if target.is_dir():
-        raise CliError(f"output is a directory: {target}")
-    if not target.parent.is_dir():
-        raise CliError(f"output folder does not exist: {target.parent}")
+    """Yield a temporary path next to ``target`` (:func:`check_output`); move it into place
+    only on success, with the mode of the file it replaces, or the mode a new file gets."""
+    target = check_output(target)
     mode = target.stat().st_mode & 0o7777 if target.is_file() else _default_mode(0o666)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix
+        )
+    except OSError as e:
+        raise CliError(
+            f"cannot write {Path(target).name} in {target.parent}: {e.strerror}"
+        ) from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -54,7 +74,10 @@ def atomic_dir(target: Path):
         raise CliError(f"output exists and is not an empty folder: {target}")
     if not target.parent.is_dir():
         raise CliError(f"output folder does not exist: {target.parent}")
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))  # no suffix
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))  # no suffix
+    except OSError as e:
+        raise CliError(f"cannot write {target}: {e.strerror}") from None
     try:
         yield tmp
         tmp.chmod(_default_mode(0o777))

@@ -7,7 +7,6 @@ with ``error:`` on stderr and exits with status 2, leaving no output file behind
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import signal
@@ -16,10 +15,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import enhance, rd, video
-from .io import CliError, read_bytes, write_atomic
+from . import enhance, models, rd, video
+from .io import CliError, check_output, read_bytes, write_atomic
 
 SIGPIPE_STATUS = 128 + signal.SIGPIPE  # what a Unix tool stopped by a closed pipe reports
+MAX_THREADS = 256  # far more than helps; a huge count makes PyTorch's thread pool crash
+LCF_SUFFIX = ".lcf"
+#: Options of one kind of input, refused with the other (argparse destinations).
+VIDEO_OPTIONS = ("gop", "size", "fps", "inter_model", "salvage")
+ENHANCE_OPTIONS = ("enhance", "sigma", "blur_sigma", "enhance_weights")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="compress a picture (.lcf) or a video (.lcv)")
     e.set_defaults(func=cmd_encode)
     e.add_argument("input", type=Path, nargs="+", help="one file, or several with -o FOLDER")
-    e.add_argument("-o", "--output", type=Path, required=True, help=OUTPUT_HELP)
+    e.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)  # a Path in batch()
     g = e.add_mutually_exclusive_group()
     g.add_argument("-q", "--quality", type=int, help="quality level, higher is better (default 4)")
     g.add_argument(
@@ -78,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decompress .lcf to a picture (PNG, ...), .lcv to a video")
     d.set_defaults(func=cmd_decode)
     d.add_argument("input", type=Path, nargs="+", help="one file, or several with -o FOLDER")
-    d.add_argument("-o", "--output", type=Path, required=True, help=OUTPUT_HELP)
+    d.add_argument("-o", "--output", required=True, help=OUTPUT_HELP)  # a Path in batch()
     enhance.add_decode_options(d)
     video.add_decode_options(d)
 
@@ -94,19 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 OUTPUT_HELP = (
-    "output file; with several inputs an existing folder, where each goes to <name>.lcf or"
-    " .lcv (encode), .png or .y4m (decode)"
+    "output file; or an existing folder (needed with several inputs), where each goes to"
+    " <name>.lcf or .lcv (encode), .png or .y4m (decode)"
 )
 
 
 def batch(args: argparse.Namespace) -> list[argparse.Namespace]:
-    """One ``args`` per input of ``encode`` or ``decode``, each with its own output: ``-o``
-    itself for one input (a folder there is a video's PNG frames), else a file in the
-    folder ``-o`` named after the input (pictures and videos, coded or decoded)."""
-    inputs, out = args.input, args.output
-    if len(inputs) == 1:
-        return [argparse.Namespace(**{**vars(args), "input": inputs[0]})]
+    """One ``args`` per input of ``encode`` or ``decode``, each with its own output: a file
+    in the folder ``-o`` named after the input (pictures and videos, coded or decoded)
+    where ``-o`` is an existing folder or ends in a slash, else ``-o`` itself, which one
+    input needs (a folder there is the PNG frames of a decoded video)."""
+    inputs, out = args.input, Path(args.output)
+    folder = out.is_dir() or args.output.endswith(("/", os.sep))
+    if len(inputs) == 1 and (not folder or (args.command == "decode" and video.is_lcv(inputs[0]))):
+        return [argparse.Namespace(**{**vars(args), "input": inputs[0], "output": out})]
     if not out.is_dir():
+        if len(inputs) == 1:
+            raise CliError(f"output folder does not exist: {out}")
         raise CliError(f"{len(inputs)} inputs need -o FOLDER, an existing folder: {out}")
     if args.command == "encode":
         suffixes = [".lcv" if video.is_video_input(p) else ".lcf" for p in inputs]
@@ -122,27 +130,39 @@ def batch(args: argparse.Namespace) -> list[argparse.Namespace]:
     ]
 
 
-@functools.cache
-def _codec(weights: Path | None):
-    import codec
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse options of ``encode`` and ``decode`` that no input of the command takes:
+    video options without a video, ``decode --enhance`` and its options without a picture."""
+    if args.command == "encode":
+        lcv_output = video.is_lcv(Path(args.output))
+        videos = [lcv_output or video.is_video_input(p) for p in args.input]
+    elif args.command == "decode":
+        videos = [video.is_lcv(p) for p in args.input]
+        if all(videos):
+            _refuse(args, ENHANCE_OPTIONS, "applies to pictures, not to videos")
+    else:
+        return
+    if not any(videos):
+        _refuse(args, VIDEO_OPTIONS, "is for video")
 
-    return codec.load_model(weights, progress=sys.stderr.isatty())
 
-
-def _load_codec(args):
-    """The picture codec of ``--model``, loaded once for all the inputs of a command."""
-    return _codec(args.model)
+def _refuse(args: argparse.Namespace, dests: tuple[str, ...], why: str) -> None:
+    """CliError naming the first of the options ``dests`` that ``args`` sets."""
+    given = [d for d in dests if vars(args).get(d) not in (None, False)]
+    if given:
+        raise CliError(f"--{given[0].replace('_', '-')} {why}")
 
 
 def cmd_encode(args) -> int:
     if video.is_video_encode(args):
         return video.cmd_encode(args)
-    if args.inter_model is not None:
-        raise CliError("--inter-model is for video")
+    if args.output.suffix.lower() != LCF_SUFFIX:
+        raise CliError(f"picture output must end in {LCF_SUFFIX}: {args.output}")
+    check_output(args.output, args.input)
     from codec.image import to_picture
 
     pic = to_picture(args.input)
-    model = _load_codec(args)
+    model = models.picture_codec(args.model)
     data = model.encode(
         pic,
         quality=args.quality,
@@ -159,20 +179,17 @@ def cmd_encode(args) -> int:
 
 def cmd_decode(args) -> int:
     if video.is_lcv(args.input):
-        if args.enhance is not None:
-            raise CliError("--enhance applies to pictures, not to videos")
         return video.cmd_decode(args)
-    if args.inter_model is not None:
-        raise CliError("--inter-model is for video")
     ext = args.output.suffix.lower()
     if ext not in Image.registered_extensions():
         raise CliError(f"unknown output image format {ext or '(none)'!r}; use e.g. .png")
+    check_output(args.output, args.input)
     from bitstream import unpack
 
     data = read_bytes(args.input)
     header, _ = unpack(data)  # report a bad file before loading the model
     restore = enhance.decode_enhancer(args, header)  # --enhance checked and loaded first
-    image = restore(_load_codec(args).decode(data))
+    image = restore(models.picture_codec(args.model).decode(data))
     fmt = Image.registered_extensions()[ext]
     write_atomic(args.output, lambda tmp: image.save(tmp, format=fmt))
     return 0
@@ -220,14 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already reported in one line
         return int(e.code or 0)
-    if args.threads is not None and args.threads < 1:
-        print("error: --threads must be at least 1", file=sys.stderr)
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        print(f"error: --threads must be between 1 and {MAX_THREADS}", file=sys.stderr)
         return 2
     if args.threads is not None:
         import torch  # not at the top: commands that need no network skip its import
 
         torch.set_num_threads(args.threads)
     try:
+        check_options(args)
         jobs = batch(args) if args.command in ("encode", "decode") else [args]
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)

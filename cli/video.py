@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .io import CliError, atomic_dir, atomic_path, write_atomic
+from . import models
+from .io import CliError, atomic_dir, atomic_path, check_output, write_atomic
 
 if TYPE_CHECKING:
     from bitstream.video import VideoHeader
@@ -77,12 +78,10 @@ def _load(args: argparse.Namespace, header: VideoHeader | None = None):
     shipped one.  Decoding (``header``: the file's) loads a P-frame model only for a file
     that names one, and only the one it names; encoding loads none for ``--gop 1`` (unless
     given)."""
-    import codec
-    from codec.inter_coder import InterCoder
     from codec.inter_weights import DEFAULT_INTER_WEIGHTS
     from codec.video import VideoCodec
 
-    image = codec.load_model(args.model)
+    image = models.picture_codec(args.model)
     needed = header.inter_id if header is not None else ""
     path = args.inter_model
     if (header is not None and not needed) or (header is None and path is None and args.gop == 1):
@@ -93,7 +92,7 @@ def _load(args: argparse.Namespace, header: VideoHeader | None = None):
         if not needed:
             return VideoCodec(image)  # encoding, no P-frame model installed: all-intra
         raise CliError(f"video needs P-frame model {needed}: give it with --inter-model")
-    inter = InterCoder(path)
+    inter = models.p_frame_coder(path)
     if needed and (inter.model_id, inter.digest) != (needed, header.inter_digest):
         raise CliError(
             f"video needs P-frame model {needed} ({header.inter_digest.hex()}), {path} holds"
@@ -111,6 +110,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise CliError("--target-bpp, --downscale and --refine are for pictures, not video")
     if not is_lcv(args.output):
         raise CliError(f"video output must end in {LCV_SUFFIX}: {args.output}")
+    check_output(args.output, args.input)
     gop = DEFAULT_GOP if args.gop is None else args.gop
     if gop < 0:
         raise CliError("--gop must be 0 (one I-frame) or a positive intra period")
@@ -139,10 +139,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from codec.video_io import output_kind
 
     kind = output_kind(args.output)
-    if getattr(args, "enhance", None) is not None:
-        raise CliError("--enhance is for pictures, not video")
     if not args.input.is_file():
         raise CliError(f"no such file: {args.input}")
+    if kind != "png":
+        check_output(args.output, args.input)
     scanned = scan_video(args.input)  # report a damaged file before loading the model
     if scanned.damage is not None and not (args.salvage and scanned.frames):
         raise scanned.damage

@@ -13,6 +13,7 @@ file only the first frame is coded.  Each of these changes is listed, in words, 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,17 +49,25 @@ def to_picture(image: Image.Image | np.ndarray | str | Path) -> Picture:
 
 
 def _open(path: Path) -> Picture:
+    return _from_pil(open_image(path))
+
+
+def open_image(path: Path) -> Image.Image:
+    """The picture in ``path`` (any format Pillow reads), its pixels loaded; ImageError for
+    a missing, unreadable or too large file (refused before its pixels are decoded)."""
     if not path.is_file():
         raise ImageError(
             f"{path} is a folder, not a picture" if path.is_dir() else f"no such file: {path}"
         )
     try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:  # refuse before decoding the pixels
-                raise ImageError(f"image too large: {path} ({im.width}x{im.height})")
-            im.load()
-            return _from_pil(im)
-    except Image.DecompressionBombError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise ImageError(f"image too large: {path} ({im.width}x{im.height})")
+                im.load()
+                return im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"image too large: {path} (limit {MAX_PIXELS} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"cannot read image {path}: {e}") from None
@@ -82,14 +91,33 @@ def _from_pil(im: Image.Image) -> Picture:
     )
     if alpha:
         changes.append("alpha channel dropped")
-    if im.mode.startswith("I;16") or im.mode == "I":
-        gray = (np.asarray(im, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-        return Picture(_from_array(gray).rgb, 1, changes=changes)
-    gray = im.mode in ("1", "L", "LA", "La") or (im.mode == "P" and _palette_is_gray(im))
+    if _is_deep(im):
+        return Picture(pixels(im)[0], 1, changes=changes)
     rgb, change = _to_srgb(im)
     if change:
         changes.append(change)
-    return Picture(np.ascontiguousarray(rgb), 1 if gray else 3, alpha, changes)
+    return Picture(np.ascontiguousarray(rgb), channels_of(im), alpha, changes)
+
+
+def pixels(im: Image.Image) -> tuple[np.ndarray, int]:
+    """The (H, W, 3) uint8 pixels of ``im`` as they are (no colour management, alpha left
+    out; 16- and 32-bit grayscale keep their top 8 bits of 16), and its channels: 1 for a
+    grayscale picture, else 3."""
+    if _is_deep(im):
+        gray = (np.asarray(im, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), 1
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"))), channels_of(im)
+
+
+def channels_of(im: Image.Image) -> int:
+    """1 for a grayscale picture (a palette of grays included), else 3."""
+    gray = _is_deep(im) or im.mode in ("1", "L", "LA", "La")
+    return 1 if gray or (im.mode == "P" and _palette_is_gray(im)) else 3
+
+
+def _is_deep(im: Image.Image) -> bool:
+    """Whether ``im`` holds 16- or 32-bit integer (grayscale) samples."""
+    return im.mode.startswith("I;16") or im.mode == "I"
 
 
 def upright(im: Image.Image) -> tuple[Image.Image, bool]:

@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from codec.determinism import decoding, one_thread
+from codec.image import pixels, to_pil
 from evaluation.metrics import rgb_array
 
 from .model import CONDITIONS, qp_conditions
@@ -189,6 +190,24 @@ class PostFilter:
                 res[..., out_rows, out_cols] = part[..., in_rows, in_cols]
         return rgb_uint8((x + self.residual_scale(qp, told) * res)[..., :h, :w]), told
 
+    def restore_picture(
+        self,
+        image: Image.Image,
+        qp: float | None = None,
+        tile: int = DEFAULT_TILE,
+        ensemble: int = DEFAULT_ENSEMBLE,
+        progress: bool = False,
+    ) -> tuple[Image.Image, float | None]:
+        """:meth:`restore` of a PIL picture, its pixels as they are (no colour conversion:
+        the source's ICC profile still describes the output): grayscale stays grayscale,
+        16-bit samples keep their top 8 bits, an alpha channel passes through unchanged."""
+        rgb, channels = pixels(image)
+        restored, told = self.restore(rgb, qp, tile, ensemble, progress)
+        out = to_pil(restored, channels)
+        if image.has_transparency_data:
+            out.putalpha(image.convert("LA" if channels == 1 else "RGBA").getchannel("A"))
+        return out, told
+
     def _estimated(self, cond: torch.Tensor) -> float | None:
         """The value blind conditioning rows tell the filter, or None without an estimator."""
         if self.net.estimator is None:
@@ -238,13 +257,9 @@ def enhance(
     ``qp`` is the HEVC QP the picture was coded with (an HEIC ``quality`` q maps to QP
     ``postfilter.heic.quality_to_qp(q)``); blind, the filter estimates it from the picture.
     ``ensemble``: the number of flips the correction is averaged over (1, 2 or 4).
-    An alpha channel is passed through unchanged.
+    Grayscale stays grayscale; an alpha channel passes through unchanged.
     """
-    pf = filter_for("qp", weights)
-    out = Image.fromarray(pf(rgb_array(image), qp, tile, ensemble))
-    if "A" in image.getbands():
-        out.putalpha(image.getchannel("A"))
-    return out
+    return filter_for("qp", weights).restore_picture(image, qp, tile, ensemble)[0]
 
 
 def lcodec_enhancer(

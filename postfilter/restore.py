@@ -37,10 +37,6 @@ def normalize_sigma(sigma: torch.Tensor | float) -> torch.Tensor | float:
     return sigma / (NOISE_MAX / 2) - 1
 
 
-def denormalize_sigma(s: torch.Tensor | float) -> torch.Tensor | float:
-    return (s + 1) * (NOISE_MAX / 2)
-
-
 def normalize_blur(blur: torch.Tensor | float) -> torch.Tensor | float:
     """Blur sigma (pixels) -> conditioning value, 0.5..3 -> -1..1."""
     return (blur - (BLUR_MIN + BLUR_MAX) / 2) / ((BLUR_MAX - BLUR_MIN) / 2)

@@ -123,6 +123,54 @@ def test_several_inputs_need_a_folder_and_distinct_names(tmp_path, png, tiny_wei
     assert not list(tmp_path.glob("*.lcf"))
 
 
+def test_one_input_into_an_existing_folder(tmp_path, png, tiny_weights, capsys):
+    """``-o FOLDER`` (existing, or named with a final slash) takes one input as it takes
+    several: ``lcodec encode photos/*.jpg -o coded/`` whatever the glob matches."""
+    coded = tmp_path / "coded"
+    coded.mkdir()
+    assert run(["--model", tiny_weights, "encode", png, "-o", coded], capsys)[0] == 0
+    assert [p.name for p in coded.iterdir()] == ["in.lcf"]
+    code, _, err = run(["--model", tiny_weights, "encode", png, "-o", f"{tmp_path}/new/"], capsys)
+    assert code == 2 and err == f"error: output folder does not exist: {tmp_path / 'new'}\n"
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["encode", "{png}", "-o", "{png}"], "must end in .lcf"),
+        (["encode", "{png}", "-o", "{tmp}/x.lcf", "--gop", "3"], "--gop is for video"),
+        (["encode", "{png}", "-o", "{tmp}/x.lcf", "--fps", "25"], "--fps is for video"),
+        (["decode", "{lcf}", "-o", "{tmp}/x.png", "--salvage"], "--salvage is for video"),
+        (["--threads", "100000", "encode", "{png}", "-o", "{tmp}/x.lcf"], "--threads"),
+        (["decode", "{lcf}", "-o", "{fifo}"], "not a regular file"),
+        (["decode", "{lcf_png}", "-o", "{lcf_png}"], "overwrite the input"),
+    ],
+)
+def test_outputs_and_options_refused_before_any_work(
+    tmp_path, png, tiny_weights, capsys, args, message
+):
+    lcf, fifo = tmp_path / "in.lcf", tmp_path / "pipe.png"
+    run(["--model", tiny_weights, "encode", png, "-o", lcf], capsys)
+    lcf_png = tmp_path / "coded.png"  # an .lcf file named like a picture
+    lcf_png.write_bytes(lcf.read_bytes())
+    os.mkfifo(fifo)  # opening it for writing would hang
+    names = {"png": png, "tmp": tmp_path, "lcf": lcf, "fifo": fifo, "lcf_png": lcf_png}
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    code, _, err = run(["--model", tiny_weights, *(a.format(**names) for a in args)], capsys)
+    assert code == 2 and err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_output_through_a_symbolic_link(tmp_path, png, tiny_weights, capsys):
+    """The file a link points to is written; the link stays a link."""
+    link, real = tmp_path / "link.lcf", tmp_path / "real.lcf"
+    link.symlink_to(real.name)
+    assert run(["--model", tiny_weights, "encode", png, "-o", link], capsys)[0] == 0
+    assert link.is_symlink() and real.stat().st_size > 0
+
+
 def _assert_clean_error(code, err, output):
     assert code == 2
     lines = err.strip().splitlines()

@@ -295,6 +295,23 @@ def test_cli_turns_upright_and_keeps_the_icc_profile(tmp_path, tiny_pf, capsys):
         assert im.size == (48, 64) and im.info["icc_profile"] == icc
 
 
+def test_cli_keeps_grayscale_16_bit_depth_and_alpha(tmp_path, tiny_pf, capsys):
+    """16-bit grayscale is filtered as its top 8 bits (not clipped to white) and stays
+    grayscale; alpha passes through."""
+    gray16, gray8, rgba = tmp_path / "g16.png", tmp_path / "g8.png", tmp_path / "rgba.png"
+    levels = smooth_image(48, 64)[..., 0]
+    Image.fromarray(levels.astype(np.uint16) * 257).save(gray16)
+    Image.fromarray(levels).save(gray8)
+    Image.fromarray(smooth_image(48, 64)).convert("RGBA").save(rgba)
+    for src in (gray16, gray8, rgba):
+        argv = [src, "-o", tmp_path / f"out_{src.name}", "--weights", tiny_pf, "--qp", "37"]
+        assert run_cli(argv, capsys)[0] == 0
+    with Image.open(tmp_path / "out_g16.png") as a, Image.open(tmp_path / "out_g8.png") as b:
+        assert a.mode == "L" and np.array_equal(np.asarray(a), np.asarray(b))
+    with Image.open(tmp_path / "out_rgba.png") as im:
+        assert im.mode == "RGBA" and (np.asarray(im)[..., 3] == 255).all()
+
+
 def test_cli_video_round_trip(tmp_path, tiny_pf, capsys):
     import av
 
@@ -377,6 +394,8 @@ def test_cli_video_keeps_a_full_range_source_full_range(tmp_path, tiny_pf, capsy
         ["coded.lcf", "-o", "out.png"],
         ["in.png", "-o", "out.png", "--weights", "none.safetensors"],
         ["in.png", "-o", "out.png", "--weights", "in.png"],
+        ["in.png", "-o", "out.png", "--task", "denoise", "--ensemble", "4"],
+        ["in.png", "-o", "in.png"],
     ],
 )
 def test_cli_errors(inputs, tiny_pf, capsys, args):
