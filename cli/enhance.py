@@ -274,6 +274,8 @@ def _enhance_video(pf, src: Path, dst: Path, settings: tuple, progress: bool) ->
     and what became of the sound, for the summary ("" where there was none)."""
     import av
 
+    from codec.video_io import VideoIOError, check_y4m_end
+
     container, codec = VIDEO_OUT[dst.suffix.lower()]
     try:
         with av.open(str(src)) as inp, atomic_path(dst) as tmp:
@@ -283,11 +285,15 @@ def _enhance_video(pf, src: Path, dst: Path, settings: tuple, progress: bool) ->
                 frames = _filter_frames(pf, inp, out, codec, settings, progress)
             if not frames:
                 raise CliError(f"no frames decoded from {src}")
+            if src.suffix.lower() == ".y4m":
+                check_y4m_end(src, frames)
             sound = ""
             if inp.streams.audio:
                 sound = ", its sound copied" if codec == "ffv1" else "; sound not copied (.y4m)"
     except (CliError, KeyboardInterrupt):
         raise
+    except VideoIOError as e:
+        raise CliError(str(e)) from None
     except Exception as e:  # PyAV/FFmpeg errors: unreadable or corrupt video
         raise CliError(f"cannot process video {src}: {e}") from None
     return frames, sound

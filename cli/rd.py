@@ -10,8 +10,9 @@ import argparse
 import sys
 
 CODEC_HELP = (
-    "comma list of: ours, jpeg, jpeg444, webp, jpeg2000, heic (adds heic-payload), avif, jxl;"
-    " 'anchors' = all but ours, 'all' = everything (default: %(default)s)"
+    "comma list of: ours, ours-refine, ours-down2, ours-down4, jpeg, jpeg444, webp, jpeg2000,"
+    " heic (adds heic-payload), avif, jxl; 'anchors' = all but ours*, 'all' = everything"
+    " (default: %(default)s)"
 )
 
 

@@ -203,6 +203,8 @@ class ClipReader:
             yield np.ascontiguousarray(np.rot90(rgb, self.turns)) if self.turns else rgb
             index += 1
             frame = self._next_frame(index)
+        if self.path.suffix.lower() == ".y4m":
+            check_y4m_end(self.path, index)
 
     def close(self) -> None:
         self._container.close()
@@ -212,6 +214,36 @@ class ClipReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: Chroma subsampling (horizontal, vertical) of the 8-bit ``.y4m`` colour spaces (``C``
+#: tag, by prefix: ``420jpeg``, ``420mpeg2``...); None: no chroma planes.
+Y4M_CHROMA = {"420": (2, 2), "422": (2, 1), "444": (1, 1), "mono": None}
+
+
+def check_y4m_end(path: Path, frames: int) -> None:
+    """Raise VideoIOError if bytes follow the ``frames`` whole frames FFmpeg read from the
+    ``.y4m`` file ``path``: a last frame cut short, which FFmpeg drops without a word.
+    Checked where the layout is known: 8-bit colour spaces of :data:`Y4M_CHROMA`, and
+    ``FRAME`` lines without parameters (the last one is looked for where that puts it)."""
+    with open(path, "rb") as f:
+        header = f.readline(4096)
+        tags = {t[:1]: t[1:].decode("ascii", "replace") for t in header.split()[1:]}
+        colour = tags.get(b"C", "420")
+        base = next((k for k in Y4M_CHROMA if colour.startswith(k)), None)
+        if base is None or "p1" in colour or b"W" not in tags or b"H" not in tags:
+            return  # 10-bit and deeper, or unknown: not checked
+        w, h = int(tags[b"W"]), int(tags[b"H"])
+        sub = Y4M_CHROMA[base]
+        chroma = 0 if sub is None else 2 * (-(-w // sub[0])) * (-(-h // sub[1]))
+        stride = len(b"FRAME\n") + w * h + chroma
+        last = len(header) + (frames - 1) * stride
+        f.seek(last)
+        if f.read(6) != b"FRAME\n":
+            return
+        size = f.seek(0, 2)
+    if size > last + stride:
+        raise VideoIOError(f"{path} ends in a frame cut short after frame {frames - 1}")
 
 
 class FrameFolder:

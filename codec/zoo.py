@@ -27,6 +27,7 @@ from .model import ImportanceCodec, ModelConfig, QualityConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lcodec-im-v6.safetensors"
+FORMAT = "lcodec-weights-1"  # the format the weights files of picture models declare
 TABLE_KEYS = ("tables.y", "tables.z", "tables.map")
 
 
@@ -90,13 +91,13 @@ def export_weights(model: ImportanceCodec, path: Path, model_id: str | None = No
     }
     c = model.config
     model_id = model_id or f"im-n{c.n}-m{c.m}-l{c.levels if c.importance else 0}"
-    write_weights(model, tables, model_id, "lcodec-weights-1", path)
+    write_weights(model, tables, model_id, FORMAT, path)
 
 
 def load_weights(path: Path | str | None = None) -> LoadedWeights[ImportanceCodec]:
     """Load a weights file (default: the shipped model)."""
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    return LoadedWeights.load(path, ModelConfig, ImportanceCodec, TABLE_KEYS)
+    return LoadedWeights.load(path, ModelConfig, ImportanceCodec, TABLE_KEYS, "picture", FORMAT)
 
 
 def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor], bytes]:

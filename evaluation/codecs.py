@@ -34,6 +34,7 @@ class ImageCodec:
 
     name: str = ""
     qualities: tuple[int, ...] = ()
+    quality_range: tuple[int, int] = (0, 100)  # the qualities the codec takes, both included
 
     @property
     def settings(self) -> str | None:
@@ -110,6 +111,7 @@ class Jpeg2000(PillowCodec):
 
     name, format, library = "jpeg2000", "JPEG2000", "jpg_2000"
     qualities = (10, 20, 40, 70, 120, 200)
+    quality_range = (1, 2400)  # up to 24 bpp, uncompressed 8-bit RGB
     options = {"irreversible": True, "mct": 1, "quality_mode": "rates"}
 
     def save_options(self, quality: int) -> dict:
@@ -206,6 +208,7 @@ class Ours(ImageCodec):
         except Exception as e:  # any failure to load weights is a user-facing problem
             raise EvaluationError(f"cannot load our model: {e}") from None
         self.qualities = tuple(range(1, int(self.model.qualities) + 1))
+        self.quality_range = (1, int(self.model.qualities))
 
     @property
     def settings(self) -> str | None:

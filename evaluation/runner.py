@@ -75,6 +75,9 @@ def codec_qualities(codec: ImageCodec, qualities: Qualities) -> list[int]:
     chosen = sorted({int(q) for q in chosen})
     if not chosen:
         raise EvaluationError(f"no qualities for codec '{codec.name}'")
+    low, high = codec.quality_range
+    if not low <= chosen[0] <= chosen[-1] <= high:
+        raise EvaluationError(f"codec '{codec.name}' takes qualities {low}..{high}, not {chosen}")
     return chosen
 
 
@@ -263,6 +266,9 @@ def run_rd(
             raise EvaluationError(f"cannot create {cache_path.parent}: {e}") from None
     store = ResultCache(cache_path)
     instances = make_codecs(names)
+    if isinstance(qualities, Mapping) and set(qualities) - {c.name for c in instances}:
+        unused = ", ".join(sorted(set(qualities) - {c.name for c in instances}))
+        raise EvaluationError(f"qualities given for codecs not run: {unused}")
     plan = [(c, codec_qualities(c, qualities)) for c in instances]
     images = [load_image(p) for p in paths]
 

@@ -143,6 +143,7 @@ class VideoCodecUnderTest:
 
     name = ""
     qualities: tuple[int, ...] = ()
+    quality_range: tuple[int, int] = (0, 51)  # what the codec takes: the QPs of x264/x265
 
     def settings(self, gop: int) -> str:
         """Library versions and options (part of the cache key)."""
@@ -228,6 +229,7 @@ class Ours(VideoCodecUnderTest):
         except Exception as e:  # any failure to load weights is a user-facing problem
             raise EvaluationError(f"cannot load our model: {e}") from None
         self.qualities = tuple(range(1, self.codec.qualities + 1))
+        self.quality_range = (1, self.codec.qualities)
 
     def settings(self, gop: int) -> str:
         image, inter = self.codec.image, self.codec.inter

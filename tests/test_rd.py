@@ -185,7 +185,16 @@ def _cli(*argv: str) -> int:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing-dir", "no-images", "unknown-codec", "bad-quality", "bad-reference", "no-ours"],
+    [
+        "missing-dir",
+        "no-images",
+        "unknown-codec",
+        "bad-quality",
+        "quality-out-of-range",
+        "quality-of-a-codec-not-run",
+        "bad-reference",
+        "no-ours",
+    ],
 )
 def test_cli_errors(
     case: str,
@@ -202,6 +211,8 @@ def test_cli_errors(
         "no-images": [str(empty)],
         "unknown-codec": [str(image_dir), "--codecs", "jpeg,bpg"],
         "bad-quality": [str(image_dir), "-q", "5,high"],
+        "quality-out-of-range": [str(image_dir), "--codecs", "jpeg", "-q", "jpeg=-5,50"],
+        "quality-of-a-codec-not-run": [str(image_dir), "--codecs", "jpeg", "-q", "webp=50"],
         "bad-reference": [str(image_dir), "--ref-codec", "nonesuch"],
         "no-ours": [str(image_dir), "--codecs", "ours"],
     }[case]

@@ -229,6 +229,19 @@ def test_raw_yuv_input(tmp_path, video_codec) -> None:
         encode_video(raw, dst, size=(33, 17), fps=FPS, codec=video_codec)
 
 
+@pytest.mark.parametrize("size", [(32, 48), (17, 33)])
+def test_y4m_cut_inside_a_frame_is_an_error(tmp_path, size) -> None:
+    """FFmpeg drops a last frame cut short without a word; the reader does not."""
+    y4m = tmp_path / "in.y4m"
+    write_clip(y4m, frames_of(3, *size))
+    assert len(read_clip(y4m)[0]) == 3
+    whole = y4m.read_bytes()
+    for cut in (1, 100, len(whole) // 3):
+        y4m.write_bytes(whole[:-cut])
+        with pytest.raises(ValueError, match="cut short after frame"):
+            read_clip(y4m)
+
+
 class LosslessResidual:
     """A stand-in P-frame coder for the seam: the zlib-coded difference to the reference."""
 
