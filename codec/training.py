@@ -136,8 +136,9 @@ class TrainState:
 
 
 def csv_log(path: Path, columns: list[str]) -> tuple[Any, TextIO]:
-    """A CSV writer appending to ``path`` (header written when new) and its file."""
-    new = not path.exists()
+    """A CSV writer appending to ``path`` (header written when new or empty, as a run
+    stopped before its first row leaves it) and its file."""
+    new = not path.exists() or path.stat().st_size == 0
     f = open(path, "a", newline="")
     writer = csv.writer(f)
     if new:

@@ -114,3 +114,18 @@ def test_average_cli_reports_missing_weights_in_one_line(tmp_path):
             [str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "-o", str(out)]
         )
     assert not out.exists()
+
+
+def test_log_left_empty_by_a_stopped_run_gets_its_header(tmp_path):
+    """A run stopped before its first row leaves an empty log; the resumed run heads it."""
+    from codec.training import csv_log
+
+    path = tmp_path / "val_log.csv"
+    path.touch()
+    writer, f = csv_log(path, ["step", "loss"])
+    writer.writerow([500, 0.25])
+    f.close()
+    writer, f = csv_log(path, ["step", "loss"])  # resumed again: no second header
+    writer.writerow([1000, 0.2])
+    f.close()
+    assert path.read_text().splitlines() == ["step,loss", "500,0.25", "1000,0.2"]
