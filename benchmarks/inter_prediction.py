@@ -63,8 +63,8 @@ def measure(net, reference: torch.Tensor, frame: torch.Tensor, quality: int) -> 
     """The table's numbers for one frame pair at ``quality`` (1-based)."""
     q = torch.tensor([quality - 1])
     pixels = frame.shape[2] * frame.shape[3]
-    flow = net.flow(frame, reference)
     analysed = net.motion_input(frame, reference)
+    flow = analysed[:, :2] / FLOW_SCALE  # the estimator's flow (FLOW_SCALE is a power of 2)
     flow_hat, motion_bits = net.motion(analysed, q, "hard")
     flow_hat = flow_hat / FLOW_SCALE
     zero_hat, zero_bits = net.motion(torch.zeros_like(analysed), q, "hard")

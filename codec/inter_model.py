@@ -137,14 +137,13 @@ class InterCodec(nn.Module):
         self.config = c = config
         if c.flow not in ("learned", "search", "both"):
             raise ValueError(f"unknown flow estimator {c.flow!r}")
-        search = None
-        if c.flow != "learned":
-            search = BlockSearch(c.flow_levels, c.flow_radius, c.search_penalty)
         if c.flow == "search":
-            self.flow, self.search = search, None
+            self.flow = BlockSearch(c.flow_levels, c.flow_radius, c.search_penalty)
         else:
             self.flow = FlowNet(c.flow_levels, c.flow_channels, c.flow_radius)
-            self.search = search
+        self.search = None  # the second flow of "both"
+        if c.flow == "both":
+            self.search = BlockSearch(c.flow_levels, c.flow_radius, c.search_penalty)
         flows = 2 if c.flow == "both" else 1
         self.motion = LatentAutoencoder(2 * flows, c.nm, c.mm, c.mz, c.qualities, cout=2)
         cin = 6 if c.conditional else 3
