@@ -108,12 +108,61 @@ def pyramid(x: Tensor, levels: int) -> list[Tensor]:
     return out
 
 
+#: A 19-exchange network that leaves the median of 9 values at index 4 (Paeth 1990).
+MEDIAN9 = (
+    (1, 2),
+    (4, 5),
+    (7, 8),
+    (0, 1),
+    (3, 4),
+    (6, 7),
+    (1, 2),
+    (4, 5),
+    (7, 8),
+    (0, 3),
+    (5, 8),
+    (4, 7),
+    (3, 6),
+    (1, 4),
+    (2, 5),
+    (4, 7),
+    (4, 2),
+    (6, 4),
+    (4, 2),
+)
+
+
 def median3(flow: Tensor) -> Tensor:
     """The 3x3 median of each flow component (edges replicated): removes isolated wrong
-    matches and keeps motion boundaries sharp, as a mean would not."""
-    b, c, h, w = flow.shape
-    patches = F.unfold(F.pad(flow, [1] * 4, mode="replicate"), 3).view(b, c, 9, h, w)
-    return patches.median(2).values
+    matches and keeps motion boundaries sharp, as a mean would not.  Computed by a sorting
+    network of elementwise minima and maxima, exact and several times faster on the CPU
+    than ``Tensor.median`` over unfolded patches."""
+    h, w = flow.shape[2:]
+    padded = F.pad(flow, [1] * 4, mode="replicate")
+    v = [padded[:, :, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
+    for i, j in MEDIAN9:
+        v[i], v[j] = torch.minimum(v[i], v[j]), torch.maximum(v[i], v[j])
+    return v[4]
+
+
+def box_sums(x: Tensor, block: int) -> Tensor:
+    """Sums of ``x`` (..., H + block - 1, W + block - 1) over every ``block`` x ``block``
+    window: (..., H, W).  Separable slice additions, far faster on the CPU than
+    ``avg_pool2d`` over many channels."""
+    h, w = x.shape[-2] - block + 1, x.shape[-1] - block + 1
+    rows = x[..., 0:h, :] + x[..., 1 : h + 1, :]
+    for k in range(2, block):
+        rows += x[..., k : k + h, :]
+    out = rows[..., 0:w] + rows[..., 1 : w + 1]
+    for k in range(2, block):
+        out += rows[..., k : k + w]
+    return out
+
+
+def window_sizes(n: int, block: int) -> Tensor:
+    """How many of ``n`` positions each centred window of ``block`` covers (fewer at edges)."""
+    i, half = torch.arange(n), block // 2
+    return (i + half).clamp(max=n - 1) - (i - half).clamp(min=0) + 1
 
 
 class BlockSearch(nn.Module):
@@ -132,6 +181,8 @@ class BlockSearch(nn.Module):
     Encoder only, and not trained.
     """
 
+    BLOCK = 5  # side of the matched blocks
+
     def __init__(self, levels: int = 4, radius: int = 2, penalty: float = 0.002) -> None:
         super().__init__()
         self.levels, self.radius, self.penalty = levels, radius, penalty
@@ -148,10 +199,37 @@ class BlockSearch(nn.Module):
         for level in range(self.levels, -1, -1):
             c = cur[level]
             flow = c.new_zeros(c.shape[0], 2, *c.shape[2:]) if flow is None else upsample_flow(flow)
-            costs = cost_volume(c, warp(ref[level], flow), self.radius, block=5)
-            best = (costs + self.penalty * self.lengths).argmin(1)  # (B, H, W)
+            best = self.best_displacements(c, warp(ref[level], flow))
             flow = median3(flow + self.displacements[:, best].transpose(0, 1))
         return flow
+
+    def best_displacements(self, current: Tensor, warped: Tensor) -> Tensor:
+        """(B, H, W): at each pixel the index of the cheapest displacement, the first of
+        equals.  Costs as :func:`cost_volume` with 5x5 blocks plus the penalty, computed
+        one displacement at a time with a running minimum (an ``argmin`` over a cost
+        volume's channels is slow on the CPU)."""
+        b, channels, h, w = current.shape
+        r, side, half = self.radius, 2 * self.radius + 1, self.BLOCK // 2
+        padded = F.pad(warped, [r] * 4, mode="replicate")
+        # Squared differences summed over channels, zero-padded for the block sums.
+        diffs = current.new_zeros(side * side, b, h + 2 * half, w + 2 * half)
+        for k in range(side * side):
+            dy, dx = divmod(k, side)
+            shifted = padded[:, :, dy : dy + h, dx : dx + w]
+            torch.sum(
+                (current - shifted).pow_(2), 1, out=diffs[k, :, half : half + h, half : half + w]
+            )
+        area = window_sizes(h, self.BLOCK).view(h, 1) * window_sizes(w, self.BLOCK).view(1, w)
+        costs = box_sums(diffs, self.BLOCK).div_(area.to(current.dtype) * channels)
+        penalties = (self.penalty * self.lengths).view(-1).tolist()
+        best_cost = costs[0] + penalties[0]
+        best = torch.zeros(b, h, w, dtype=torch.long, device=current.device)
+        for k in range(1, side * side):
+            cost = costs[k] + penalties[k]
+            better = cost < best_cost
+            best_cost = torch.where(better, cost, best_cost)
+            best.masked_fill_(better, k)
+        return best
 
 
 class FlowNet(nn.Module):

@@ -21,7 +21,7 @@ from bitstream import BitstreamError
 from bitstream.pframe import pack_pframe, unpack_pframe
 from cli.main import main as cli_main
 from codec import Codec, WeightsError
-from codec.flow import BlockSearch, FlowNet, cost_volume, warp
+from codec.flow import BlockSearch, FlowNet, cost_volume, median3, warp
 from codec.inter_coder import InterCoder
 from codec.inter_model import InterCodec, InterConfig
 from codec.inter_weights import export_inter_weights
@@ -112,6 +112,21 @@ def test_block_search_penalty_keeps_a_flat_picture_still() -> None:
     noisy = 0.5 + 0.01 * torch.rand(1, 3, 64, 64, generator=rng)
     assert BlockSearch(levels=2)(noisy, flat).abs().max() == 0
     assert BlockSearch(levels=2, penalty=0.0)(noisy, flat).abs().max() > 0
+
+
+def test_block_search_matches_its_cost_volume_definition() -> None:
+    """The fast running-minimum search picks exactly the cost volume's argmin (first of
+    equals), and the sorting-network median is the median of the 3x3 patches."""
+    g = torch.Generator().manual_seed(4)
+    current, warped = torch.rand(2, 3, 20, 28, generator=g), torch.rand(2, 3, 20, 28, generator=g)
+    search = BlockSearch(radius=2, penalty=0.01)
+    costs = cost_volume(current, warped, 2, block=5) + search.penalty * search.lengths
+    assert torch.equal(search.best_displacements(current, warped), costs.argmin(1))
+    flat = torch.full((1, 3, 8, 8), 0.5)  # every displacement costs nothing: the first wins
+    assert BlockSearch(penalty=0.0).best_displacements(flat, flat).eq(0).all()
+    flow = torch.randn(2, 2, 9, 11, generator=g).round()  # integer flows: many equal values
+    patches = F.unfold(F.pad(flow, [1] * 4, mode="replicate"), 3).view(2, 2, 9, 9, 11)
+    assert torch.equal(median3(flow), patches.median(2).values)
 
 
 def test_changing_the_flow_estimator_keeps_the_coder() -> None:
