@@ -27,9 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--gop", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--inter-model", type=Path, help="P-frame weights (default: the shipped ones)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    seq, ours = load_sequence(args.sequence, args.frames), Ours("ours")
+    seq, ours = load_sequence(args.sequence, args.frames), Ours("ours", None, args.inter_model)
     n = len(seq.rgb)
     rows = []
     print(f"{'quality':>7s} {'bytes':>8s} {'encode fps':>11s} {'decode fps':>11s}")
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         "frames": n,
         "gop": args.gop,
         "threads": args.threads,
+        "models": ours.settings(args.gop),
         "results": rows,
     }
     write_report(args.output, report)
