@@ -19,6 +19,7 @@ from evaluation.report import write_report
 
 
 def main(argv: list[str] | None = None) -> None:
+    from evaluation.errors import EvaluationError
     from evaluation.video import Ours, load_sequence
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.video_speed", description=__doc__)
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inter-model", type=Path, help="P-frame weights (default: the shipped ones)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    seq, ours = load_sequence(args.sequence, args.frames), Ours("ours", None, args.inter_model)
+    try:
+        seq, ours = load_sequence(args.sequence, args.frames), Ours("ours", None, args.inter_model)
+    except EvaluationError as e:  # unreadable sequence or weights: one line, not a traceback
+        raise SystemExit(f"error: {e}") from None
     n = len(seq.rgb)
     rows = []
     print(f"{'quality':>7s} {'bytes':>8s} {'encode fps':>11s} {'decode fps':>11s}")

@@ -116,7 +116,7 @@ def test_block_search_penalty_keeps_a_flat_picture_still() -> None:
 
 def test_block_search_matches_its_cost_volume_definition() -> None:
     """The fast running-minimum search picks exactly the cost volume's argmin (first of
-    equals), and the sorting-network median is the median of the 3x3 patches."""
+    equals), and the sorted-columns median is the median of the 3x3 patches."""
     g = torch.Generator().manual_seed(4)
     current, warped = torch.rand(2, 3, 20, 28, generator=g), torch.rand(2, 3, 20, 28, generator=g)
     search = BlockSearch(radius=2, penalty=0.01)
