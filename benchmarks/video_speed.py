@@ -11,6 +11,7 @@ encode and decode frames per second; the target is 2 each at 416x240 on 2 CPU co
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         seq, ours = load_sequence(args.sequence, args.frames), Ours("ours", None, args.inter_model)
     except EvaluationError as e:  # unreadable sequence or weights: one line, not a traceback
-        raise SystemExit(f"error: {e}") from None
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     n = len(seq.rgb)
     rows = []
     print(f"{'quality':>7s} {'bytes':>8s} {'encode fps':>11s} {'decode fps':>11s}")

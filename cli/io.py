@@ -50,9 +50,7 @@ def atomic_path(target: Path):
             dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix
         )
     except OSError as e:
-        raise CliError(
-            f"cannot write {Path(target).name} in {target.parent}: {e.strerror}"
-        ) from None
+        raise CliError(f"cannot write {target.name} in {target.parent}: {e.strerror}") from None
     os.close(fd)
     try:
         yield Path(tmp)
