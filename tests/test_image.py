@@ -87,10 +87,16 @@ def test_an_unreadable_profile_is_ignored():
     assert len(pic.changes) == 1 and pic.changes[0].startswith("unreadable ICC profile ignored")
 
 
-def test_only_the_first_frame_of_an_animation_is_coded():
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF"])
+def test_only_the_first_frame_of_an_animation_is_coded(fmt, tmp_path):
+    """From an open image and from a file (read, then closed, before it is coded)."""
     a, b = (Image.fromarray(smooth_image(16, 16, seed=s)) for s in (1, 2))
-    pic = to_picture(saved(a, "GIF", save_all=True, append_images=[b]))
-    assert pic.changes == ["first of 2 frames"] and pic.rgb.shape == (16, 16, 3)
+    path = tmp_path / f"animation.{fmt.lower()}"
+    a.save(path, fmt, save_all=True, append_images=[b])
+    first = np.asarray(Image.open(path).convert("RGB"))
+    for source in (saved(a, fmt, save_all=True, append_images=[b]), path):
+        pic = to_picture(source)
+        assert pic.changes == ["first of 2 frames"] and np.array_equal(pic.rgb, first)
 
 
 def test_alpha_is_reported_dropped():
