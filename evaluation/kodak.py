@@ -4,7 +4,8 @@
 
 writes ``rd.json`` (everything, per image too), ``rd.csv`` (averaged curves), ``rd.png`` and
 ``rd.svg`` (plots) and ``bd.txt`` (the BD-rate table) into the output folder.  Finished
-results are cached in ``rd.cache.jsonl`` there, so an interrupted run resumes.
+results are cached in ``rd.cache.jsonl`` there, so an interrupted run resumes; a fresh
+checkout, without the cache, reuses the results of the committed ``rd.json`` that still apply.
 """
 
 from __future__ import annotations

@@ -19,12 +19,13 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from . import metrics
-from .cache import ResultCache, cache_key
+from .cache import ResultCache, cache_key, report_results
 from .codecs import PAYLOAD_SUFFIX, ImageCodec, make_codecs, parse_codec_names
 from .curves import DEFAULT_REFERENCE, PUBLISHED_KODAK, Curve, load_curves
 from .errors import EvaluationError
 from .report import bd_rows, run_totals, write_csv, write_json
 
+RD_FORMAT = "lcodec-rd-1"  # of the results file
 IMAGE_SUFFIXES = {".png", ".bmp", ".ppm", ".pnm", ".tif", ".tiff", ".jpg", ".jpeg", ".webp"}
 
 Qualities = Sequence[int] | Mapping[str, Sequence[int]] | None
@@ -265,6 +266,8 @@ def run_rd(
         except OSError as e:
             raise EvaluationError(f"cannot create {cache_path.parent}: {e}") from None
     store = ResultCache(cache_path)
+    if cache_path is not None:  # the results this run will overwrite, e.g. a committed file
+        store.adopt(report_results(out_path, RD_FORMAT, "images", "image", lambda s: s["sha256"]))
     instances = make_codecs(names)
     if isinstance(qualities, Mapping) and set(qualities) - {c.name for c in instances}:
         unused = ", ".join(sorted(set(qualities) - {c.name for c in instances}))
@@ -275,7 +278,7 @@ def run_rd(
     records, evaluated = _collect(plan, images, store, progress)
     curves, codec_info = _curves(plan, records)
     result = {
-        "format": "lcodec-rd-1",
+        "format": RD_FORMAT,
         "image_dir": str(image_dir),
         "images": [s.info for s in images],
         "codecs": codec_info,

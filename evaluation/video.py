@@ -40,7 +40,7 @@ from tqdm import tqdm
 from bitstream.video import DEFAULT_GOP, read_frames, read_header
 
 from . import metrics
-from .cache import ResultCache, cache_key
+from .cache import ResultCache, cache_key, report_results
 from .codecs import expand_names
 from .curves import Curve
 from .errors import EvaluationError
@@ -49,6 +49,7 @@ from .runner import Qualities, codec_qualities, parse_qualities
 from .video_options import add_arguments
 
 DEFAULT_REF = "x265-medium"
+RD_FORMAT = "lcodec-rd-video-1"  # of rd.json
 QPS = (22, 27, 32, 37, 42, 47)
 CSV_COLUMNS = (
     "sequence",
@@ -385,13 +386,17 @@ def run_video_rd(
     except OSError as e:
         raise EvaluationError(f"cannot create {out_dir}: {e}") from None
     store = ResultCache(out_dir / "rd.cache.jsonl" if cache else None)
+    if cache:  # the results this run will overwrite, e.g. the committed ones
+        store.adopt(
+            report_results(out_dir / "rd.json", RD_FORMAT, "sequences", "sequence", _identity)
+        )
     instances = [Ours(n, model, inter_model) if n in OURS_NAMES else Anchor(n) for n in names]
     plan = [(c, codec_qualities(c, qualities)) for c in instances]
     sequences = [load_sequence(p, frames) for p in paths]
     records, evaluated = _collect(plan, sequences, gop, store, progress)
     seq_names = [s.name for s in sequences]
     result = {
-        "format": "lcodec-rd-video-1",
+        "format": RD_FORMAT,
         "data": str(data),
         "gop": gop,
         "sequences": [s.info for s in sequences],
@@ -425,7 +430,7 @@ def _collect(
             for q in qs:
                 bar.set_postfix_str(f"{codec.name} q={q}")
                 for seq in sequences:
-                    key = cache_key(codec.name, settings, q, seq.name, _identity(seq))
+                    key = cache_key(codec.name, settings, q, seq.name, _identity(seq.info))
                     result = store.get(key)
                     if result is None:
                         result = _evaluate(codec, seq, q, gop)
@@ -438,8 +443,10 @@ def _collect(
     return records, evaluated
 
 
-def _identity(seq: VideoSequence) -> str:
-    return f"{seq.digest} frames={len(seq.rgb)}"
+def _identity(info: dict) -> str:
+    """A sequence's digest in cache keys, from its :attr:`VideoSequence.info`: the file's
+    SHA-256 and the frames coded."""
+    return f"{info['sha256']} frames={info['frames']}"
 
 
 def points_table(records: list[dict]) -> Iterator[str]:

@@ -176,6 +176,40 @@ def test_second_run_reuses_the_cache(
     assert json.loads(out.read_text())["codecs"] == first["codecs"]
 
 
+def test_a_fresh_checkout_reuses_the_results_file(
+    image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the (uncommitted) cache, the results file's own records are reused where
+    codec settings and image digest match; a changed image, or a results file that cannot
+    be read, is coded anew."""
+    out = tmp_path / "rd.json"
+    run_rd(image_dir, "jpeg", qualities=[40, 70], out_json=out, progress=False)
+    (tmp_path / "rd.cache.jsonl").unlink(missing_ok=True)
+    first = json.loads(out.read_text())
+    encode = codecs_mod.Jpeg.encode
+    calls: list[int] = []
+
+    def counted(*args: object) -> bytes:
+        calls.append(1)
+        return encode(*args)
+
+    monkeypatch.setattr(codecs_mod.Jpeg, "encode", counted)
+    result = run_rd(image_dir, "jpeg", qualities=[40, 70], out_json=out, progress=False)
+    assert result["evaluated"] == 0 and not calls
+    assert json.loads(out.read_text())["records"] == first["records"]
+
+    (tmp_path / "rd.cache.jsonl").unlink(missing_ok=True)
+    changed = sorted(image_dir.iterdir())[0]
+    Image.open(changed).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(changed)
+    result = run_rd(image_dir, "jpeg", qualities=[40, 70], out_json=out, progress=False)
+    assert result["evaluated"] == 2 and result["reused"] == 2
+
+    (tmp_path / "rd.cache.jsonl").unlink(missing_ok=True)
+    out.write_text("{not json")
+    result = run_rd(image_dir, "jpeg", qualities=[40, 70], out_json=out, progress=False)
+    assert result["evaluated"] == 4
+
+
 def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="lcodec")
     rd_cli.add_parser(parser.add_subparsers())

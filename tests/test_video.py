@@ -460,3 +460,6 @@ def test_rd_video(tmp_path, tiny_weights, capsys) -> None:
     assert "BD-rate PSNR-YUV" in text
     code, text, _ = run(args, capsys)  # everything from the cache
     assert code == 0 and "0 coded, 4 from cache" in text
+    (out / "rd.cache.jsonl").unlink()  # a fresh checkout: from rd.json
+    code, text, _ = run(args, capsys)
+    assert code == 0 and "0 coded, 4 from cache" in text
