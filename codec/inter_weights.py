@@ -16,7 +16,7 @@ from .inter_model import InterCodec, InterConfig
 from .zoo import WEIGHTS_DIR, LoadedWeights, write_weights
 
 #: The shipped P-frame model (:meth:`codec.video.VideoCodec.shipped`; ``lcodec`` video).
-DEFAULT_INTER_WEIGHTS = WEIGHTS_DIR / "lcodec-inter-v5.safetensors"
+DEFAULT_INTER_WEIGHTS = WEIGHTS_DIR / "lcodec-inter-v6.safetensors"
 FORMAT = "lcodec-inter-weights-1"
 TABLE_KEYS = ("tables.y", "tables.motion_z", "tables.residual_z")
 

@@ -81,7 +81,7 @@ def test_shipped_p_frame_model_codes_a_moving_clip(tmp_path):
     forced = VideoCodec(shipped.image, shipped.inter, choose_intra=False)
     summary = encode_video(src, dst, quality=4, gop=8, codec=forced)
     assert "".join(f.type for f in summary.frames) == "IPPP"
-    assert scan_video(dst).header.inter_id == "lcodec-inter-v5"
+    assert scan_video(dst).header.inter_id == "lcodec-inter-v6"
     decoded = list(iter_frames(dst, shipped))
     for a, b in zip(decoded, frames, strict=True):  # trained: random weights give ~10 dB
         assert 10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2)) > 28
