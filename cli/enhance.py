@@ -67,9 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--scale", type=int, choices=[2, 4], help="sr: upscaling factor")
     p.add_argument("--weights", type=Path, help="network weights (default: the shipped ones)")
     p.add_argument(
-        "--tile",
-        type=int,
-        help="tile side in pixels (default: 1024 for artifacts, 512 for the other tasks)",
+        "--tile", type=int, default=512, help="tile side in pixels (default: %(default)s)"
     )
     p.add_argument(
         "--ensemble",
@@ -189,7 +187,7 @@ def _enhance(args: argparse.Namespace) -> str:
     _check_options(args.task, args)
     if args.qp is not None and not 0 <= args.qp <= 51:
         raise CliError(f"--qp must be between 0 and 51, got {args.qp:g}")
-    if args.tile is not None and (args.tile < 16 or args.tile % 2):
+    if args.tile < 16 or args.tile % 2:
         raise CliError(f"--tile must be even and at least 16, got {args.tile}")
     if not src.is_file():
         raise CliError(f"no such file: {src}")
@@ -208,7 +206,7 @@ def _enhance(args: argparse.Namespace) -> str:
         return _restore(args, src, dst)
 
     from postfilter import filter_for
-    from postfilter.api import DEFAULT_ENSEMBLE, DEFAULT_TILE
+    from postfilter.api import DEFAULT_ENSEMBLE
 
     pf = filter_for("qp", args.weights, video=is_video)
     qp, how = args.qp, "blind" if args.qp is None else f"at QP {args.qp:g}"
@@ -217,7 +215,7 @@ def _enhance(args: argparse.Namespace) -> str:
 
         qp = heif_qp(read_bytes(src))  # told beats blind; None where unreadable
         how = how if qp is None else f"at QP {qp:g}, read from the file"
-    settings = (qp, args.tile or DEFAULT_TILE, args.ensemble or DEFAULT_ENSEMBLE)
+    settings = (qp, args.tile, args.ensemble or DEFAULT_ENSEMBLE)
     if is_video:
         n, sound = _enhance_video(pf, src, dst, settings, progress=not args.quiet)
         return f"{dst}: {n} frames enhanced with {pf.model_id} ({how}){sound}"
@@ -234,7 +232,7 @@ def _enhance(args: argparse.Namespace) -> str:
 def _restore(args: argparse.Namespace, src: Path, dst: Path) -> str:
     """Denoise, upscale or deblur the picture ``src`` into ``dst``; return the summary."""
     from codec.image import to_picture
-    from postfilter.restore_api import DEFAULT_TILE, check_conditions, restore_image
+    from postfilter.restore_api import check_conditions, restore_image
 
     task = f"sr{args.scale}" if args.task == "sr" else args.task
     sigma, blur = check_conditions(task, args.sigma, args.blur_sigma)
@@ -248,8 +246,7 @@ def _restore(args: argparse.Namespace, src: Path, dst: Path) -> str:
         done = f"deblurred with {runner.model_id} (blur sigma {blur:g}, noise sigma {sigma:g})"
     else:
         done = f"upscaled x{runner.scale} with {runner.model_id}"
-    tile = args.tile or DEFAULT_TILE
-    out = restore_image(image, runner, sigma, blur, tile, progress=not args.quiet)
+    out = restore_image(image, runner, sigma, blur, args.tile, progress=not args.quiet)
     fmt = Image.registered_extensions()[dst.suffix.lower()]
     write_atomic(dst, lambda tmp: out.save(tmp, format=fmt))
     return f"{dst}: {done}"

@@ -36,10 +36,7 @@ if TYPE_CHECKING:
     from bitstream import Header
     from codec import Codec
 
-#: Tile side: a Kodak picture (768x512) in one tile.  Each tile computes the network's
-#: context (70 pixels) around it again: 512-pixel tiles did 18% more work on Kodak and took
-#: 25% longer (17% on a 2048x1536 picture, whose peak memory 1024 raises by 0.17 GB).
-DEFAULT_TILE = 1024
+DEFAULT_TILE = 512
 BAR_TILES = 8  # pictures of fewer tiles are done too soon for a progress bar
 #: Self-ensemble by default: the mean correction of the picture and its left-right flip
 #: (hevc-artifacts-v4 on the held-out photos at QP 37: +0.04 dB and a better worst case, for
