@@ -66,9 +66,9 @@ def open_image(path: Path) -> Image.Image:
                 if im.width * im.height > MAX_PIXELS:
                     raise ImageError(f"image too large: {path} ({im.width}x{im.height})")
                 # an animation or multi-page file counts its frames while the file is open
-                # (the count reads the file and moves to the last frame): back to the first
-                getattr(im, "n_frames", 1)
-                im.seek(0)
+                # (counting reads the file, past the first frame: go back to it)
+                if getattr(im, "n_frames", 1) > 1:
+                    im.seek(0)
                 im.load()
                 return im
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
