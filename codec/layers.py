@@ -65,18 +65,35 @@ def analysis_transform(n: int, out: int, cin: int = 3) -> nn.Sequential:
     )
 
 
-def synthesis_transform(m: int, n: int, cout: int = 3) -> nn.Sequential:
-    """Latent (``m`` channels, 1/16 resolution) back to an image of ``cout`` channels."""
-    return nn.Sequential(
-        deconv(m, n),
-        GDN(n, inverse=True),
-        deconv(n, n),
-        GDN(n, inverse=True),
-        deconv(n, n),
-        GDN(n, inverse=True),
-        conv(n, 4 * cout, 3, 1),
-        nn.PixelShuffle(2),
-    )
+class ResidualBlock(nn.Module):
+    """``x + conv(relu(conv(x)))``, two 3x3 convolutions of ``n`` channels.  The second
+    starts at zero, so a block added to a trained network leaves its output unchanged
+    until training moves it."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.conv1 = conv(n, n, 3, 1)
+        self.conv2 = conv(n, n, 3, 1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.1))
+
+
+def synthesis_transform(
+    m: int, n: int, cout: int = 3, blocks: tuple[int, int, int] = (0, 0, 0)
+) -> nn.Sequential:
+    """Latent (``m`` channels, 1/16 resolution) back to an image of ``cout`` channels.
+
+    ``blocks[i]`` residual blocks follow the i-th upsampling stage (at 1/8, 1/4 and 1/2
+    resolution): decoder capacity that costs the encoder nothing.
+    """
+    layers: list[nn.Module] = []
+    for cin, count in zip((m, n, n), blocks, strict=True):
+        layers += [deconv(cin, n), GDN(n, inverse=True)]
+        layers += [ResidualBlock(n) for _ in range(count)]
+    return nn.Sequential(*layers, conv(n, 4 * cout, 3, 1), nn.PixelShuffle(2))
 
 
 def hyper_analysis(m: int, n: int, nz: int) -> nn.Sequential:

@@ -45,9 +45,7 @@ class QualityConfig:
 
     @classmethod
     def from_dict(cls: type[C], d: dict) -> C:
-        d = dict(d)
-        d["lambdas"] = tuple(d["lambdas"])
-        return cls(**d)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def qualities(self) -> int:
@@ -64,6 +62,7 @@ class ModelConfig(QualityConfig):
     nh: int = 96  # channels of the hyper transforms
     levels: int = 16  # importance-map levels (m must be a multiple)
     importance: bool = True  # False: every channel coded everywhere (ablation)
+    synthesis_blocks: tuple[int, int, int] = (0, 0, 0)  # residual blocks per g_s stage
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
 
 
@@ -80,7 +79,7 @@ class ImportanceCodec(MeanScaleHyperprior):
         self.config = config
         c = config
         self.g_a = analysis_transform(c.n, c.m + 1)
-        self.g_s = synthesis_transform(c.m, c.n)
+        self.g_s = synthesis_transform(c.m, c.n, blocks=c.synthesis_blocks)
         self.add_hyperprior(c.m, c.nh, c.nz)
         q = c.qualities
         # Log-gains start on a ramp so higher qualities quantize more finely.

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .layers import ResidualBlock
 from .model import ImportanceCodec, ModelConfig
 from .training import (
     TrainState,
@@ -37,7 +38,7 @@ from .training import (
     read_checkpoint,
     schedule,
 )
-from .zoo import export_weights, load_model
+from .zoo import export_weights, load_model, load_weights
 
 #: Side of the held-out photos' centre crops that validation codes.
 VAL_CROP = 512
@@ -90,13 +91,26 @@ def center_crops(paths: list[Path], size: int) -> torch.Tensor:
     return torch.stack(crops).float().div_(255.0)
 
 
-def rd_loss(out: dict, x: torch.Tensor, lambdas: torch.Tensor):
+def rd_loss(out: dict, x: torch.Tensor, lambdas: torch.Tensor, decoder_loss: str | None = None):
+    """The loss, the bpp and the MSE of each crop.
+
+    The loss is bpp + lambda * 255^2 * MSE, or for a decoder-only run (the rate fixed)
+    ``decoder_loss``: ``"rate"``, lambda * 255^2 * MSE / bpp, the relative change of rate
+    a change of the distortion is worth where the crop is coded (lambda is the slope of
+    the rate-distortion curve there), which a BD-rate averages over the curve; or ``"psnr"``,
+    minus the PSNR, which weighs a decibel alike at every quality (too little at the top,
+    where the curve is flat and a decibel costs the most rate).
+    """
     pixels = x.shape[2] * x.shape[3]
     bpp = (out["y_bits"] + out["z_bits"] + out["map_bits"]) / pixels
     mse = (out["x_hat"].clamp(0, 1) - x).pow(2).flatten(1).mean(1)
     mse_train = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
-    loss = (bpp + lambdas * 255.0**2 * mse_train).mean()
-    return loss, bpp, mse
+    if decoder_loss == "psnr":
+        return (10 * torch.log10(mse_train)).mean(), bpp, mse
+    distortion = lambdas * 255.0**2 * mse_train
+    if decoder_loss == "rate":
+        return (distortion / bpp.detach().clamp_min(0.02)).mean(), bpp, mse
+    return (bpp + distortion).mean(), bpp, mse
 
 
 @torch.no_grad()
@@ -125,6 +139,36 @@ def retarget_lambdas(model: ImportanceCodec, lambdas: tuple[float, ...]) -> Impo
     return out
 
 
+def _stages(g_s: torch.nn.Sequential) -> list[list[torch.nn.Module]]:
+    """The synthesis transform's modules, split before each upsampling layer."""
+    stages: list[list[torch.nn.Module]] = []
+    for module in g_s:
+        if isinstance(module, torch.nn.ConvTranspose2d) or not stages:
+            stages.append([])
+        stages[-1].append(module)
+    return stages
+
+
+@torch.no_grad()
+def grow_synthesis(model: ImportanceCodec, blocks: tuple[int, int, int]) -> ImportanceCodec:
+    """A copy of ``model`` whose synthesis transform has ``blocks`` residual blocks per
+    stage (at least those it has).  The added blocks start as the identity, so the copy
+    decodes exactly as ``model`` does until training moves them."""
+    if any(a > b for a, b in zip(model.config.synthesis_blocks, blocks, strict=True)):
+        raise SystemExit(f"error: --synthesis-blocks {blocks} would drop trained blocks")
+    config = ModelConfig.from_dict({**model.config.to_dict(), "synthesis_blocks": blocks})
+    out = ImportanceCodec(config)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("g_s.")}
+    out.load_state_dict(state, strict=False)
+    for old, new in zip(_stages(model.g_s), _stages(out.g_s), strict=True):
+        for blocks_only in (False, True):  # layers to layers, blocks to the first blocks
+            sources = (m for m in old if isinstance(m, ResidualBlock) == blocks_only)
+            targets = (m for m in new if isinstance(m, ResidualBlock) == blocks_only)
+            for src, dst in zip(sources, targets, strict=False):  # new blocks may be more
+                dst.load_state_dict(src.state_dict())
+    return out
+
+
 def freeze_decoder(model: ImportanceCodec) -> None:
     """Stop training every parameter the decoder uses: only the analysis transform and
     the importance offsets (which only move the encoder's map) stay trainable.
@@ -136,6 +180,14 @@ def freeze_decoder(model: ImportanceCodec) -> None:
     """
     for name, param in model.named_parameters():
         param.requires_grad_(name.startswith("g_a.") or name == "importance_offset")
+
+
+def freeze_encoder(model: ImportanceCodec) -> None:
+    """Stop training everything but the synthesis transform: the files the model writes
+    stay byte for byte the same, and only their decoded pixels improve (a decoder upgrade,
+    e.g. after :func:`grow_synthesis`)."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith("g_s."))
 
 
 @torch.no_grad()
@@ -172,12 +224,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--holdout", type=int, default=4, help="photos kept out for validation")
     add_run_arguments(ap)
     ap.add_argument("--init", type=Path, help="start from these exported weights")
+    ap.add_argument("--model-id", help="the exported model's id (default: from its size)")
     ap.add_argument(
         "--train-only",
-        choices=("all", "encoder"),
+        choices=("all", "encoder", "decoder"),
         default="all",
         help="'encoder': train the analysis transform and the importance offsets only, "
-        "everything the decoder uses frozen (default: all)",
+        "everything the decoder uses frozen; 'decoder': the synthesis transform only, so "
+        "the files stay the same (default: all)",
+    )
+    ap.add_argument(
+        "--decoder-loss",
+        choices=("rate", "psnr"),
+        default="rate",
+        help="loss of --train-only decoder: 'rate', the rate the distortion is worth "
+        "(lambda * MSE / bpp); 'psnr', minus the PSNR (see rd_loss)",
+    )
+    ap.add_argument(
+        "--synthesis-blocks",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        help="with --init: residual blocks after each of the synthesis transform's three "
+        "upsampling stages, e.g. 2,2,1 (added ones start as the identity)",
     )
     ap.add_argument(
         "--lambdas",
@@ -185,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated rate-distortion trade-offs, one per quality (increasing)",
     )
     args = ap.parse_args(argv)
+    if args.train_only == "decoder" and not args.init:
+        ap.error("--train-only decoder needs --init (the model whose files it decodes)")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -207,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
         model = load_model(args.init, trainable=True)
         if args.lambdas:
             model = retarget_lambdas(model, args.lambdas)
+        if args.synthesis_blocks:
+            model = grow_synthesis(model, args.synthesis_blocks)
     else:
         config = ModelConfig(
             n=args.n,
@@ -220,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         model = ImportanceCodec(config)
     if args.train_only == "encoder":
         freeze_decoder(model)
+    elif args.train_only == "decoder":
+        freeze_encoder(model)
     device = torch.device(args.device)
     model.to(device).train()
     state = TrainState(model, args.lr, rng, ckpt_path, ckpt)
@@ -237,8 +310,12 @@ def main(argv: list[str] | None = None) -> None:
         mode, temperature, lr = schedule(state.step, args)
         x = random_batch(images, args.batch, args.crop, rng).to(device)
         quality = torch.randint(0, q_count, (args.batch,)).to(device)
+        if args.train_only == "decoder":  # the very latents of the files: no proxy, no noise
+            mode, temperature = "hard", 0.0
+        model.train(args.train_only != "decoder")
         out = model(x, quality, mode, temperature)
-        loss, bpp, mse = rd_loss(out, x, lambdas_all[quality])
+        decoder_loss = args.decoder_loss if args.train_only == "decoder" else None
+        loss, bpp, mse = rd_loss(out, x, lambdas_all[quality], decoder_loss)
         state.update(loss, lr)
         step = state.step
         acc.append((loss.item(), bpp.mean().item(), (10 * torch.log10(1 / mse)).mean().item()))
@@ -272,7 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     log.close()
     val_log.close()
     model.eval()
-    export_weights(model.cpu(), args.out / "model.safetensors")
+    # a decoder-only run keeps the coding tables of --init, so it writes the same files
+    tables = load_weights(args.init).tables if args.train_only == "decoder" else None
+    export_weights(model.cpu(), args.out / "model.safetensors", args.model_id, tables)
     print(f"exported {args.out / 'model.safetensors'}")
 
 

@@ -26,7 +26,7 @@ from .errors import WeightsError
 from .model import ImportanceCodec, ModelConfig, QualityConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "lcodec-im-v6.safetensors"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "lcodec-im-v7.safetensors"
 FORMAT = "lcodec-weights-1"  # the format the weights files of picture models declare
 TABLE_KEYS = ("tables.y", "tables.z", "tables.map")
 
@@ -81,10 +81,16 @@ def write_weights(
     tmp.replace(path)
 
 
-def export_weights(model: ImportanceCodec, path: Path, model_id: str | None = None) -> None:
-    """Write ``model`` and its coding tables to ``path`` (safetensors)."""
+def export_weights(
+    model: ImportanceCodec,
+    path: Path,
+    model_id: str | None = None,
+    tables: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write ``model`` and its coding tables to ``path`` (safetensors): ``tables`` when
+    given (those of a model whose coding part ``model`` shares), else derived from it."""
     model = model.eval()
-    tables = {
+    tables = tables or {
         "y": em.gaussian_tables(),
         "z": em.factorized_tables(model.z_density),
         "map": em.categorical_tables(model.map_logits),

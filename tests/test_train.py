@@ -9,10 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from bitstream.container import unpack
 from codec import Codec, ImportanceCodec, ModelConfig
 from codec.average import average_models
 from codec.average import main as average_main
 from codec.errors import WeightsError
+from codec.train import grow_synthesis
 from codec.train import main as train
 from codec.zoo import export_weights, load_model
 
@@ -76,6 +78,48 @@ def test_encoder_only_training_leaves_the_decoder_alone(tmp_path):
     changed = {k for k, v in net.state_dict().items() if not torch.equal(v, trained[k])}
     assert changed and all(k.startswith("g_a.") or k == "importance_offset" for k in changed)
     assert any(k.startswith("g_a.") for k in changed)
+
+
+def test_grown_synthesis_decodes_as_before_and_decoder_training_keeps_the_files(tmp_path):
+    """Blocks added to the synthesis start as the identity; a decoder-only run then changes
+    the synthesis alone, so the grown model writes the same bytes and decodes them better."""
+    data = write_photos(tmp_path / "photos", 3, 96, 128)
+    net = ImportanceCodec(ModelConfig(n=16, m=32, nz=16, nh=16, levels=8)).eval()
+    export_weights(net, tmp_path / "init.safetensors")
+    grown = grow_synthesis(net, (1, 0, 2)).eval()
+    assert grown.config.synthesis_blocks == (1, 0, 2)
+    y = torch.randn(1, 32, 4, 4)
+    quality = torch.tensor([3])
+    with torch.no_grad():
+        assert torch.equal(grown.synthesize(y, quality), net.synthesize(y, quality))
+    with pytest.raises(SystemExit, match="drop trained blocks"):
+        grow_synthesis(grown, (0, 0, 2))
+    with pytest.raises(SystemExit):  # decoder-only needs the model whose files it decodes
+        train([str(data), "--out", str(tmp_path / "bad"), "--train-only", "decoder"])
+
+    run = tmp_path / "run"
+    args = ["--out", str(run), "--init", str(tmp_path / "init.safetensors"), "--lr", "3e-3"]
+    args += ["--batch", "2", "--crop", "64", "--holdout", "1", "--threads", "1"]
+    args += ["--synthesis-blocks", "1,0,2", "--train-only", "decoder", "--log-every", "4"]
+    train([str(data), *args, "--steps", "8", "--ckpt-every", "4"])
+    train([str(data), *args, "--steps", "40", "--ckpt-every", "4"])  # resumes the grown model
+    trained = load_model(run / "model.safetensors")
+    assert trained.config.synthesis_blocks == (1, 0, 2)
+    changed = {
+        k for k, v in grown.state_dict().items() if not torch.equal(v, trained.state_dict()[k])
+    }
+    assert changed and all(k.startswith("g_s.") for k in changed)
+    assert "g_s.8.conv2.weight" in changed  # an added block trained
+    with open(run / "train_log.csv") as f:
+        psnr = [float(r["psnr"]) for r in csv.DictReader(f)]
+    assert np.mean(psnr[-3:]) > np.mean(psnr[:3])
+    img = Image.fromarray(smooth_image(64, 64))
+    before, after = Codec(tmp_path / "init.safetensors"), Codec(run / "model.safetensors")
+    blob = after.encode(img, quality=4)
+    old_header, old_sections = unpack(before.encode(img, quality=4))
+    header, sections = unpack(blob)
+    assert sections == old_sections  # the same coded symbols; the header names the new model
+    assert header.digest != old_header.digest and after.decode(blob).size == (64, 64)
 
 
 def test_average_of_models_is_their_parameter_mean_and_codes(tmp_path):
