@@ -206,6 +206,17 @@ def validate(model: ImportanceCodec, x: torch.Tensor) -> list[tuple[int, float, 
     return rows
 
 
+def three_counts(value: str) -> tuple[int, int, int]:
+    """``--synthesis-blocks``: three non-negative counts, comma-separated."""
+    try:
+        counts = tuple(int(x) for x in value.split(","))
+    except ValueError:
+        counts = ()
+    if len(counts) != 3 or min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"want three counts such as 2,2,1, not {value!r}")
+    return counts[0], counts[1], counts[2]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -242,9 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument(
         "--synthesis-blocks",
-        type=lambda v: tuple(int(x) for x in v.split(",")),
-        help="with --init: residual blocks after each of the synthesis transform's three "
-        "upsampling stages, e.g. 2,2,1 (added ones start as the identity)",
+        type=three_counts,
+        help="residual blocks after each of the synthesis transform's three upsampling "
+        "stages, e.g. 2,2,1 (with --init, the added ones start as the identity)",
     )
     ap.add_argument(
         "--lambdas",
@@ -286,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
             nz=args.nz,
             levels=args.levels,
             importance=not args.no_importance,
+            synthesis_blocks=args.synthesis_blocks or (0, 0, 0),
             **({"lambdas": args.lambdas} if args.lambdas else {}),
         )
         model = ImportanceCodec(config)

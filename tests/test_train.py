@@ -96,6 +96,8 @@ def test_grown_synthesis_decodes_as_before_and_decoder_training_keeps_the_files(
         grow_synthesis(grown, (0, 0, 2))
     with pytest.raises(SystemExit):  # decoder-only needs the model whose files it decodes
         train([str(data), "--out", str(tmp_path / "bad"), "--train-only", "decoder"])
+    with pytest.raises(SystemExit):  # one count per upsampling stage
+        train([str(data), "--out", str(tmp_path / "bad"), "--synthesis-blocks", "2,2"])
 
     run = tmp_path / "run"
     args = ["--out", str(run), "--init", str(tmp_path / "init.safetensors"), "--lr", "3e-3"]
