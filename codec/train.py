@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated rate-distortion trade-offs, one per quality (increasing)",
     )
     args = ap.parse_args(argv)
-    if args.train_only == "decoder" and not args.init:
+    decoder_only = args.train_only == "decoder"
+    if decoder_only and not args.init:
         ap.error("--train-only decoder needs --init (the model whose files it decodes)")
 
     torch.set_num_threads(args.threads)
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         model = ImportanceCodec(config)
     if args.train_only == "encoder":
         freeze_decoder(model)
-    elif args.train_only == "decoder":
+    elif decoder_only:
         freeze_encoder(model)
     device = torch.device(args.device)
     model.to(device).train()
@@ -322,11 +323,11 @@ def main(argv: list[str] | None = None) -> None:
         mode, temperature, lr = schedule(state.step, args)
         x = random_batch(images, args.batch, args.crop, rng).to(device)
         quality = torch.randint(0, q_count, (args.batch,)).to(device)
-        if args.train_only == "decoder":  # the very latents of the files: no proxy, no noise
+        if decoder_only:  # the very latents of the files: no proxy, no noise on z (eval mode)
             mode, temperature = "hard", 0.0
-        model.train(args.train_only != "decoder")
+        model.train(not decoder_only)
         out = model(x, quality, mode, temperature)
-        decoder_loss = args.decoder_loss if args.train_only == "decoder" else None
+        decoder_loss = args.decoder_loss if decoder_only else None
         loss, bpp, mse = rd_loss(out, x, lambdas_all[quality], decoder_loss)
         state.update(loss, lr)
         step = state.step
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     val_log.close()
     model.eval()
     # a decoder-only run keeps the coding tables of --init, so it writes the same files
-    tables = load_weights(args.init).tables if args.train_only == "decoder" else None
+    tables = load_weights(args.init).tables if decoder_only else None
     export_weights(model.cpu(), args.out / "model.safetensors", args.model_id, tables)
     print(f"exported {args.out / 'model.safetensors'}")
 
