@@ -192,6 +192,8 @@ def freeze_encoder(model: ImportanceCodec) -> None:
 
 @torch.no_grad()
 def validate(model: ImportanceCodec, x: torch.Tensor) -> list[tuple[int, float, float]]:
+    """Estimated bpp and PSNR of ``x`` at every quality; the model's mode is kept."""
+    training = model.training
     model.eval()
     rows = []
     for q in range(model.config.qualities):
@@ -202,7 +204,7 @@ def validate(model: ImportanceCodec, x: torch.Tensor) -> list[tuple[int, float, 
         mse = (out["x_hat"].clamp(0, 1) - x).pow(2).flatten(1).mean(1)
         psnr = (10 * torch.log10(1 / mse)).mean().item()
         rows.append((q, bpp, psnr))
-    model.train()
+    model.train(training)
     return rows
 
 
@@ -307,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     elif decoder_only:
         freeze_encoder(model)
     device = torch.device(args.device)
-    model.to(device).train()
+    # a decoder-only run decodes the very latents of the files: eval mode, no noise on z
+    model.to(device).train(not decoder_only)
     state = TrainState(model, args.lr, rng, ckpt_path, ckpt)
     lambdas_all = torch.tensor(model.config.lambdas, device=device)
     q_count = model.config.qualities
@@ -323,9 +326,8 @@ def main(argv: list[str] | None = None) -> None:
         mode, temperature, lr = schedule(state.step, args)
         x = random_batch(images, args.batch, args.crop, rng).to(device)
         quality = torch.randint(0, q_count, (args.batch,)).to(device)
-        if decoder_only:  # the very latents of the files: no proxy, no noise on z (eval mode)
+        if decoder_only:  # no quantization proxy either
             mode, temperature = "hard", 0.0
-        model.train(not decoder_only)
         out = model(x, quality, mode, temperature)
         decoder_loss = args.decoder_loss if decoder_only else None
         loss, bpp, mse = rd_loss(out, x, lambdas_all[quality], decoder_loss)

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from bitstream import Header
     from codec import Codec
 
+#: Tile side.  Each tile computes the network's context (70 pixels) around it again, yet on
+#: a quiet host 512- and 1024-pixel tiles filter a Kodak picture in the same time (2.1 s,
+#: AVX2, 5 runs alternated), and 512 keeps the peak memory of large pictures lower.
 DEFAULT_TILE = 512
 BAR_TILES = 8  # pictures of fewer tiles are done too soon for a progress bar
 #: Self-ensemble by default: the mean correction of the picture and its left-right flip
